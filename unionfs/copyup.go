@@ -1,0 +1,259 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/stratafs/strata/layer"
+	"golang.org/x/sys/unix"
+)
+
+// changeUpper runs change on the node's upper entry, copying it up first:
+// the common shape of every metadata change.
+func (n *node) changeUpper(ctx context.Context, op string, change func() error) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	n.u.renameMu.RLock()
+	defer n.u.renameMu.RUnlock()
+	if err := n.copyUp(ctx, false); err != nil {
+		return n.errno(op+": copy-up", "", err)
+	}
+	return n.errno(op, "", change())
+}
+
+// copyUp makes the node exist in the upper directory, copying its parents
+// up first. With truncate, a regular file's bytes are not copied (the caller
+// is about to truncate it to zero). The caller holds renameMu for reading.
+func (n *node) copyUp(ctx context.Context, truncate bool) error {
+	if n.upper.Load() {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.upper.Load() {
+		return nil
+	}
+	if n.lower == nil {
+		return fmt.Errorf("copy-up: node has neither an upper nor a lower entry")
+	}
+	name, parent := n.Parent()
+	if parent == nil {
+		return unix.ENOENT // unlinked while open: nowhere to copy it to
+	}
+	p := parent.Operations().(*node)
+	if err := p.copyUp(ctx, false); err != nil {
+		return err
+	}
+	ppath, ok := p.path()
+	if !ok {
+		return unix.ENOENT
+	}
+	pfd, err := n.u.upper.openDir(ppath)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	st, err := n.u.copyUpEntry(ctx, pfd, name, n.llayer, n.lpath, n.lower, truncate)
+	if err != nil {
+		return fmt.Errorf("copy up /%s: %w", n.lpath, err)
+	}
+	n.u.inos.alias(inoKey{upperLayer, st.Ino}, n.ino())
+	if n.ptLower {
+		n.ptBroken = true
+	}
+	n.upper.Store(true)
+	return nil
+}
+
+// copyUpEntry creates name in the upper directory pfd as a copy of the
+// lower entry e (at lpath in layer li): content, owner, mode, times, xattrs.
+// The entry appears under its name only once complete.
+func (u *union) copyUpEntry(ctx context.Context, pfd int, name string, li int, lpath string, e *layer.Entry, truncate bool) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	var err error
+	if e.Type == layer.TypeReg {
+		err = u.copyUpFile(ctx, pfd, name, li, lpath, e, truncate)
+	} else {
+		err = copyUpOther(pfd, name, e)
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// copyUpFile writes the copy into an unnamed O_TMPFILE, syncs it, and only
+// then links it under its name.
+func (u *union) copyUpFile(ctx context.Context, pfd int, name string, li int, lpath string, e *layer.Entry, truncate bool) error {
+	fd, err := unix.Openat(pfd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create temporary file: %w", err)
+	}
+	dst := os.NewFile(uintptr(fd), name)
+	defer dst.Close()
+	if !truncate && e.Size > 0 {
+		if err := u.copyContent(ctx, dst, li, lpath, e.Size); err != nil {
+			return err
+		}
+	}
+	if err := setMeta(fd, e); err != nil {
+		return err
+	}
+	if err := dst.Sync(); err != nil {
+		return err
+	}
+	return unix.Linkat(unix.AT_FDCWD, procPath(fd, ""), pfd, name, unix.AT_SYMLINK_FOLLOW)
+}
+
+func (u *union) copyContent(ctx context.Context, dst *os.File, li int, lpath string, size int64) error {
+	src, err := u.layers[li].Open(ctx, lpath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	var r io.Reader = io.NewSectionReader(src, 0, size)
+	if f, ok := src.(*os.File); ok {
+		r = f // lets the kernel copy (copy_file_range) without passing the bytes through us
+	}
+	n, err := io.Copy(dst, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("copied %d bytes of %d: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// setMeta gives the open file fd the lower entry's owner, mode, xattrs and
+// times, in an order that keeps each: chown clears setuid bits, so mode
+// comes after it, and times come last.
+func setMeta(fd int, e *layer.Entry) error {
+	if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+		return err
+	}
+	if err := unix.Fchmod(fd, e.Perm); err != nil {
+		return err
+	}
+	for k, v := range e.Xattrs {
+		if err := unix.Fsetxattr(fd, k, v, 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", k, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.Atime), unix.NsecToTimespec(e.Mtime)}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, procPath(fd, ""), ts, 0)
+}
+
+// copyUpOther copies a directory (its own metadata only: its children still
+// merge from below), symlink or special file: built under a temporary name,
+// then renamed into place.
+func copyUpOther(pfd int, name string, e *layer.Entry) error {
+	tmp := tmpName()
+	var err error
+	switch e.Type {
+	case layer.TypeDir:
+		err = unix.Mkdirat(pfd, tmp, 0o700)
+	case layer.TypeSymlink:
+		err = unix.Symlinkat(e.Target, pfd, tmp)
+	default:
+		err = unix.Mknodat(pfd, tmp, e.Type.Mode()|0o600, int(e.Rdev))
+	}
+	if err != nil {
+		return err
+	}
+	if err := setMetaAt(pfd, tmp, e); err != nil {
+		removeAt(pfd, tmp, e.Type == layer.TypeDir)
+		return err
+	}
+	if err := unix.Renameat2(pfd, tmp, pfd, name, unix.RENAME_NOREPLACE); err != nil {
+		removeAt(pfd, tmp, e.Type == layer.TypeDir)
+		return err
+	}
+	return nil
+}
+
+// setMetaAt is setMeta for an entry that cannot be opened (a symlink, a
+// device) or need not be (a directory).
+func setMetaAt(pfd int, name string, e *layer.Entry) error {
+	if err := unix.Fchownat(pfd, name, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	p := procPath(pfd, name)
+	if e.Type != layer.TypeSymlink {
+		if err := unix.Fchmodat(pfd, name, e.Perm, 0); err != nil {
+			return err
+		}
+	}
+	for k, v := range e.Xattrs {
+		if err := unix.Lsetxattr(p, k, v, 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", k, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.Atime), unix.NsecToTimespec(e.Mtime)}
+	return unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func removeAt(pfd int, name string, isDir bool) {
+	flag := 0
+	if isDir {
+		flag = unix.AT_REMOVEDIR
+	}
+	unix.Unlinkat(pfd, name, flag)
+}
+
+// copyUpTree copies the whole merged subtree of the directory at path (its
+// upper directory open as dirfd) into the upper directory and makes every
+// directory in it opaque, so that it no longer depends on any lower layer
+// and can move anywhere. ldirs are its contributing lower layers.
+func (u *union) copyUpTree(ctx context.Context, dirfd int, path string, ldirs []int) error {
+	if len(ldirs) == 0 {
+		return nil
+	}
+	kids, err := mergeLower(ctx, u.layers, ldirs, path)
+	if err != nil {
+		return err
+	}
+	for _, name := range kids.names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c := kids.children[name]
+		up, err := statAt(dirfd, name)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			err = u.copyUpChild(ctx, dirfd, name, joinPath(path, name), c)
+		case err != nil:
+		case up.whiteout || up.opaque || up.st.Mode&unix.S_IFMT != unix.S_IFDIR || c.entry.Type != layer.TypeDir:
+			// Hidden, cut off or replaced in the upper: nothing below shows.
+		default:
+			err = u.copyUpSubdir(ctx, dirfd, name, joinPath(path, name), c.dirs)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return setOpaque(dirfd, ".")
+}
+
+// copyUpChild copies up a lower child that has no upper entry yet, and
+// for a directory everything below it.
+func (u *union) copyUpChild(ctx context.Context, dirfd int, name, path string, c lowerChild) error {
+	if _, err := u.copyUpEntry(ctx, dirfd, name, c.layer, path, c.entry, false); err != nil {
+		return fmt.Errorf("copy up /%s: %w", path, err)
+	}
+	if c.entry.Type != layer.TypeDir {
+		return nil
+	}
+	return u.copyUpSubdir(ctx, dirfd, name, path, c.dirs)
+}
+
+func (u *union) copyUpSubdir(ctx context.Context, pfd int, name, path string, ldirs []int) error {
+	fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return u.copyUpTree(ctx, fd, path, ldirs)
+}

@@ -1,0 +1,79 @@
+// Package unionfs serves a stack of read-only layers plus an optional
+// writable upper directory as one tree over FUSE, with kernel overlayfs's
+// semantics and upper-directory format.
+//
+// # The merged view
+//
+// Layers are given lowest first; the upper directory, when there is one,
+// sits above them all. For a name in a directory, the highest place that
+// mentions it decides:
+//
+//	highest mention of NAME          the merged tree shows
+//	-------------------------        ------------------------------------------
+//	a whiteout                       nothing; NAME is deleted from all below
+//	a non-directory                  that entry; everything below is hidden
+//	a directory                      a directory whose children merge this
+//	                                 directory with the same directory in each
+//	                                 lower place, down to the first whiteout,
+//	                                 non-directory or opaque directory
+//
+// An opaque directory shows only its own children. The rules for reading
+// whiteouts and opacity out of a layer live in package layer (Classify); the
+// merging of lower layers lives in merge.go; the upper directory is read by
+// upper.go, in overlayfs form only: whiteout = character device 0/0, opaque
+// directory = xattr trusted.overlay.opaque=y. Overlay bookkeeping xattrs
+// (trusted.overlay.*) are never shown and cannot be set through the mount.
+//
+// # Copy-up
+//
+// The lower layers are never written. The first change to a lower entry
+// copies it up: its parent directories are created in the upper directory
+// first (with their lower owner, mode, times and xattrs), then the entry. A
+// file's copy is written to an unnamed O_TMPFILE in its upper parent,
+// fsync'ed, and only then linked under its name, so a crash never leaves a
+// partial copy visible. Deleting a name that exists below leaves a whiteout;
+// a directory created over a whiteout is opaque. Renaming a directory that has
+// lower parts copies its whole subtree up first and makes it opaque (kernel
+// overlayfs without redirect_dir answers EXDEV instead).
+//
+// # Nodes and inode numbers
+//
+// Each go-fuse inode is a *node that remembers where its entry lives: the
+// topmost lower entry (for a file) or the contributing lower layers (for a
+// directory), and whether it exists in the upper directory. strata is the only
+// writer of the upper directory while mounted, so that knowledge stays true;
+// changing the upper directory underneath a live mount is not supported.
+// Inode numbers come from a table keyed by (layer, entry ID) for lower
+// entries and by the upper inode number for upper ones: stable for the life of
+// the mount, unique across layers, shared by hard links of one layer, and kept
+// across copy-up.
+//
+// # Kernel caching
+//
+// Entries and attributes are handed to the kernel with a long timeout
+// (WithTimeout; one hour by default): nothing else changes the tree, and every
+// change strata makes goes through the kernel, which updates its own caches.
+// Lower files are immutable, so their pages stay cached across opens.
+//
+// # Passthrough
+//
+// Where the kernel allows FUSE passthrough (Linux >= 6.9, root), an open
+// regular file is handed to the kernel as a backing file (the upper file, or
+// the lower layer's file), and reads and writes no longer reach strata. The
+// kernel keeps one backing file per inode while any passthrough open exists,
+// and refuses to mix passthrough and cached opens of one inode. So once a
+// lower file has been opened with passthrough, a later copy-up switches that
+// inode to direct I/O through strata for the rest of the mount: a write can
+// never reach the lower file's backing, and no open fails. A read-only
+// descriptor opened before a copy-up keeps reading the lower bytes, as with
+// kernel overlayfs before Linux 4.19.
+//
+// # Locking
+//
+// The kernel serialises changes within one directory. A node's mutex guards
+// its own state (its lower listing, copy-up); locks are only ever taken from
+// a node towards its ancestors (copy-up makes the parents first), never the
+// other way. renameMu is held for writing only by a rename that copies a
+// whole subtree up, and for reading by every other change to the upper
+// directory.
+package unionfs

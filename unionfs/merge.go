@@ -1,0 +1,81 @@
+package unionfs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/stratafs/strata/layer"
+)
+
+// lowerChild is a name in a merged lower directory: the topmost entry for
+// it and, for a directory, every lower layer whose same-named directory
+// merges into it (top-down).
+type lowerChild struct {
+	entry *layer.Entry
+	layer int   // index of the layer holding entry
+	dirs  []int // directories only: contributing layers, top-down, entry's layer first
+}
+
+// lowerListing is the merged content of one directory across the lower
+// layers: what the directory shows before the upper directory is applied.
+type lowerListing struct {
+	names    []string // sorted
+	children map[string]lowerChild
+}
+
+func (l *lowerListing) get(name string) (lowerChild, bool) {
+	if l == nil {
+		return lowerChild{}, false
+	}
+	c, ok := l.children[name]
+	return c, ok
+}
+
+// mergeLower merges the directory path of the given layers (indices,
+// top-down; all of them hold a directory at path). It stops after the first
+// opaque directory.
+func mergeLower(ctx context.Context, layers []layer.Layer, dirs []int, path string) (*lowerListing, error) {
+	l := &lowerListing{children: map[string]lowerChild{}}
+	settled := map[string]bool{} // names whose lower part is decided: a whiteout or a non-dir was met
+	for _, li := range dirs {
+		d, err := layers[li].ReadDir(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("read %q in layer %d (%s): %w", path, li, layers[li], err)
+		}
+		for i := range d.Entries {
+			mergeEntry(l, settled, li, &d.Entries[i])
+		}
+		if d.Opaque {
+			break
+		}
+	}
+	l.names = make([]string, 0, len(l.children))
+	for name := range l.children {
+		l.names = append(l.names, name)
+	}
+	sort.Strings(l.names)
+	return l, nil
+}
+
+// mergeEntry applies one entry of a lower layer beneath everything merged so far.
+func mergeEntry(l *lowerListing, settled map[string]bool, li int, e *layer.Entry) {
+	if settled[e.Name] {
+		return
+	}
+	c, seen := l.children[e.Name]
+	switch {
+	case !seen && e.Type == layer.TypeWhiteout:
+		settled[e.Name] = true
+	case !seen && e.Type == layer.TypeDir:
+		l.children[e.Name] = lowerChild{entry: e, layer: li, dirs: []int{li}}
+	case !seen:
+		l.children[e.Name] = lowerChild{entry: e, layer: li}
+		settled[e.Name] = true
+	case e.Type == layer.TypeDir: // seen, so a directory above: merge
+		c.dirs = append(c.dirs, li)
+		l.children[e.Name] = c
+	default: // a whiteout or a non-dir under a directory ends its merge
+		settled[e.Name] = true
+	}
+}

@@ -1,0 +1,158 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stratafs/strata/layer"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTimeout is how long the kernel caches entries and attributes
+// unless WithTimeout says otherwise.
+const DefaultTimeout = time.Hour
+
+// Server is one mounted union.
+type Server struct {
+	srv   *fuse.Server
+	union *union
+}
+
+// Mount mounts the union of layers (lowest first) on mountpoint and serves
+// it in the background until Unmount. ctx bounds the mounting only.
+func Mount(ctx context.Context, mountpoint string, layers []layer.Layer, opts ...Option) (*Server, error) {
+	var o options
+	o.setDefaults()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if len(layers) == 0 {
+		return nil, errors.New("no layers: give at least one")
+	}
+	u := &union{layers: layers, inos: newInoTable(), opts: o}
+	root, err := u.newRoot(ctx)
+	if err != nil {
+		u.close()
+		return nil, err
+	}
+	srv, err := fs.Mount(mountpoint, root, u.fuseOptions())
+	if err != nil {
+		u.close()
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	return &Server{srv: srv, union: u}, nil
+}
+
+func (u *union) newRoot(ctx context.Context) (*node, error) {
+	root := &node{u: u}
+	u.root = root
+	for i := len(u.layers) - 1; i >= 0; i-- {
+		root.ldirs = append(root.ldirs, i)
+	}
+	top, err := u.layers[len(u.layers)-1].Root(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", u.layers[len(u.layers)-1], err)
+	}
+	if top.Type != layer.TypeDir {
+		return nil, fmt.Errorf("layer %s: root is not a directory", u.layers[len(u.layers)-1])
+	}
+	root.lower = &top
+	root.llayer = len(u.layers) - 1
+	if u.opts.upper == "" {
+		return root, nil
+	}
+	if u.upper, err = openUpper(u.opts.upper); err != nil {
+		return nil, err
+	}
+	if err := u.upper.probe(); err != nil {
+		return nil, fmt.Errorf("upper directory %s: %w", u.opts.upper, err)
+	}
+	rootUp, err := statAt(u.upper.fd, ".")
+	if err != nil {
+		return nil, fmt.Errorf("upper directory %s: %w", u.opts.upper, err)
+	}
+	if rootUp.opaque {
+		root.ldirs = nil
+	}
+	root.upper.Store(true)
+	return root, nil
+}
+
+// probe checks, by doing it once, everything strata will ask of the upper
+// directory's filesystem: whiteouts (device nodes), trusted.* xattrs and
+// unnamed temporary files.
+func (d *upperDir) probe() error {
+	fd, err := d.openDir("")
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	name := tmpName()
+	if err := mkWhiteout(fd, name); err != nil {
+		return fmt.Errorf("cannot make whiteouts (device nodes) here: %w", err)
+	}
+	unix.Unlinkat(fd, name, 0)
+	if err := unix.Mkdirat(fd, name, 0o700); err != nil {
+		return err
+	}
+	err = setOpaque(fd, name)
+	unix.Unlinkat(fd, name, unix.AT_REMOVEDIR)
+	if err != nil {
+		return fmt.Errorf("cannot hold trusted.* xattrs (opaque directories): %w", err)
+	}
+	tmp, err := unix.Openat(fd, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot make O_TMPFILE files (atomic copy-up): %w", err)
+	}
+	unix.Close(tmp)
+	return nil
+}
+
+func (u *union) fuseOptions() *fs.Options {
+	timeout := u.opts.timeout
+	mo := fuse.MountOptions{
+		AllowOther:           true,
+		DirectMount:          true,
+		FsName:               u.opts.fsName,
+		Name:                 "strata",
+		Options:              []string{"default_permissions"},
+		MaxWrite:             1 << 20,
+		EnableSymlinkCaching: true,
+		Debug:                u.opts.debug,
+		Logger:               u.opts.logger,
+	}
+	if u.upper == nil {
+		mo.Options = append(mo.Options, "ro")
+	}
+	return &fs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		RootStableAttr:  &fs.StableAttr{Ino: 1},
+		Logger:          log.New(u.opts.logger.Writer(), "go-fuse: ", log.LstdFlags),
+		NullPermissions: true,
+	}
+}
+
+func (u *union) close() {
+	if u.upper != nil {
+		u.upper.close()
+	}
+}
+
+// Wait blocks until the union is unmounted.
+func (s *Server) Wait() {
+	s.srv.Wait()
+	s.union.close()
+}
+
+// Unmount unmounts the union; Wait then returns.
+func (s *Server) Unmount() error { return s.srv.Unmount() }

@@ -1,0 +1,434 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stratafs/strata/layer"
+	"golang.org/x/sys/unix"
+)
+
+// union is the state shared by every node of one mount.
+type union struct {
+	layers []layer.Layer
+	upper  *upperDir // nil: read-only mount
+	inos   *inoTable
+	opts   options
+	root   *node
+	// renameMu is held for writing by a rename that copies a subtree up, and
+	// for reading by every other change to the upper directory.
+	renameMu sync.RWMutex
+}
+
+// node is one merged entry. See the package doc for the model.
+type node struct {
+	fs.Inode
+	u *union
+
+	// Where the entry lives in the lower layers. Fixed when the node is
+	// made, except ldirs, which a subtree copy-up clears (under mu).
+	lower  *layer.Entry // topmost lower entry; nil for an upper-only entry
+	llayer int          // layer holding lower
+	lpath  string       // the entry's path in the lower layers
+	ldirs  []int        // directories: contributing lower layers, top-down
+
+	upper atomic.Bool // the entry exists in the upper directory at its current path
+
+	mu       sync.Mutex    // guards kids, ldirs, ptLower, ptBroken; serialises copy-up
+	kids     *lowerListing // directories: the merged lower children, built on first use
+	ptLower  bool          // a passthrough open of the lower file was handed out
+	ptBroken bool          // copied up after ptLower: opens use direct I/O, never passthrough
+}
+
+var _ = (fs.InodeEmbedder)((*node)(nil))
+
+// path returns the node's path below the mount root, and false for a node
+// no longer reachable by name (unlinked while open).
+func (n *node) path() (string, bool) {
+	root := n.u.root.EmbeddedInode()
+	cur := n.EmbeddedInode()
+	var segs []string
+	for cur != root {
+		name, parent := cur.Parent()
+		if parent == nil {
+			return "", false
+		}
+		segs = append(segs, name)
+		cur = parent
+	}
+	for i, j := 0, len(segs)-1; i < j; i, j = i+1, j-1 {
+		segs[i], segs[j] = segs[j], segs[i]
+	}
+	return strings.Join(segs, "/"), true
+}
+
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// ino is the node's inode number.
+func (n *node) ino() uint64 { return n.StableAttr().Ino }
+
+// lowerKids returns the directory's merged lower children (nil when it has
+// no lower part), reading the lower layers on first use.
+func (n *node) lowerKids(ctx context.Context) (*lowerListing, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.kids != nil || len(n.ldirs) == 0 {
+		return n.kids, nil
+	}
+	kids, err := mergeLower(ctx, n.u.layers, n.ldirs, n.lpath)
+	if err != nil {
+		return nil, err
+	}
+	n.kids = kids
+	return kids, nil
+}
+
+// childState is what one name in a directory resolves to.
+type childState struct {
+	name     string
+	path     string // merged path of the child
+	lower    lowerChild
+	hasLower bool // the lower layers hold the name (it may be hidden by the upper)
+	up       upperEntry
+	hasUpper bool // the upper holds a non-whiteout entry
+	whiteout bool // the upper holds a whiteout
+}
+
+// exists reports whether the name is visible in the merged tree.
+func (c *childState) exists() bool { return c.hasUpper || (c.hasLower && !c.whiteout) }
+
+// lowerVisible reports whether removing the upper entry would expose a lower
+// one, so that a removal must leave a whiteout.
+func (c *childState) lowerVisible() bool { return c.hasLower && !c.whiteout }
+
+func (c *childState) isDir() bool {
+	if c.hasUpper {
+		return c.up.st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	return c.lower.entry.Type == layer.TypeDir
+}
+
+// resolve looks name up in the directory n.
+func (n *node) resolve(ctx context.Context, name string) (childState, error) {
+	dir, ok := n.path()
+	if !ok {
+		return childState{}, unix.ENOENT
+	}
+	cs := childState{name: name, path: joinPath(dir, name)}
+	kids, err := n.lowerKids(ctx)
+	if err != nil {
+		return cs, err
+	}
+	cs.lower, cs.hasLower = kids.get(name)
+	if !n.upper.Load() {
+		return cs, nil
+	}
+	fd, err := n.u.upper.openDir(dir)
+	if err != nil {
+		return cs, err
+	}
+	defer unix.Close(fd)
+	up, err := statAt(fd, name)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+	case err != nil:
+		return cs, err
+	case up.whiteout:
+		cs.whiteout = true
+	default:
+		cs.up, cs.hasUpper = up, true
+	}
+	return cs, nil
+}
+
+// newChild makes the node for a visible name, and its stable attributes.
+func (n *node) newChild(cs *childState) (*node, fs.StableAttr) {
+	c := &node{u: n.u, lpath: cs.path}
+	if cs.hasUpper {
+		c.upper.Store(true)
+		mode := cs.up.st.Mode & unix.S_IFMT
+		if mode == unix.S_IFDIR && !cs.up.opaque && cs.lowerVisible() && cs.lower.entry.Type == layer.TypeDir {
+			c.lower, c.llayer, c.ldirs = cs.lower.entry, cs.lower.layer, cs.lower.dirs
+		}
+		return c, fs.StableAttr{Mode: mode, Ino: n.u.inos.get(inoKey{upperLayer, cs.up.st.Ino})}
+	}
+	c.lower, c.llayer, c.ldirs = cs.lower.entry, cs.lower.layer, cs.lower.dirs
+	return c, fs.StableAttr{
+		Mode: cs.lower.entry.Type.Mode(),
+		Ino:  n.u.inos.get(inoKey{cs.lower.layer, cs.lower.entry.ID}),
+	}
+}
+
+var _ = (fs.NodeLookuper)((*node)(nil))
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	cs, err := n.resolve(ctx, name)
+	if err != nil {
+		return nil, n.errno("lookup", name, err)
+	}
+	if !cs.exists() || isTmpName(name) {
+		return nil, syscall.ENOENT
+	}
+	child, stable := n.newChild(&cs)
+	ch := n.NewInode(ctx, child, stable)
+	// NewInode may return an existing node with this number: describe that one.
+	if errno := ch.Operations().(*node).attrFromState(&cs, &out.Attr); errno != 0 {
+		return nil, errno
+	}
+	return ch, 0
+}
+
+// attrFromState fills out from an already resolved name, sparing a stat.
+func (n *node) attrFromState(cs *childState, out *fuse.Attr) syscall.Errno {
+	if cs.hasUpper {
+		fillFromStat(out, &cs.up.st)
+	} else {
+		fillFromEntry(out, cs.lower.entry)
+	}
+	out.Ino = n.ino()
+	return 0
+}
+
+var _ = (fs.NodeGetattrer)((*node)(nil))
+
+func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if f := asFile(fh); f != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.f.Fd()), &st); err != nil {
+			return n.errno("fstat", "", err)
+		}
+		fillFromStat(&out.Attr, &st)
+		out.Ino = n.ino()
+		return 0
+	}
+	return n.getattr(ctx, &out.Attr)
+}
+
+// getattr describes the node from where it lives now.
+func (n *node) getattr(ctx context.Context, out *fuse.Attr) syscall.Errno {
+	if n.upper.Load() {
+		st, err := n.statUpper()
+		if err != nil {
+			return n.errno("stat", "", err)
+		}
+		fillFromStat(out, &st)
+	} else if n.lower != nil {
+		fillFromEntry(out, n.lower)
+	} else {
+		return syscall.ENOENT
+	}
+	out.Ino = n.ino()
+	return 0
+}
+
+// statUpper stats the node's upper entry.
+func (n *node) statUpper() (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := n.withUpperParent(func(pfd int, name string) error {
+		return unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	return st, err
+}
+
+// withUpperParent runs fn with the node's upper parent directory open and
+// the node's name in it.
+// For the root that is the upper root itself and ".".
+func (n *node) withUpperParent(fn func(pfd int, name string) error) error {
+	if n == n.u.root {
+		return fn(n.u.upper.fd, ".")
+	}
+	name, parent := n.Parent()
+	if parent == nil {
+		return unix.ENOENT
+	}
+	ppath, ok := parent.Operations().(*node).path()
+	if !ok {
+		return unix.ENOENT
+	}
+	pfd, err := n.u.upper.openDir(ppath)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	return fn(pfd, name)
+}
+
+func fillFromEntry(out *fuse.Attr, e *layer.Entry) {
+	out.Mode = e.Type.Mode() | e.Perm
+	out.Size = uint64(e.Size)
+	if e.Type != layer.TypeReg && e.Type != layer.TypeSymlink && e.Type != layer.TypeDir {
+		out.Size = 0
+	}
+	if e.Type == layer.TypeSymlink {
+		out.Size = uint64(len(e.Target))
+	}
+	out.Blocks = (out.Size + 511) / 512
+	out.Blksize = 4096
+	out.Nlink = max(e.Nlink, 1)
+	out.Owner = fuse.Owner{Uid: e.UID, Gid: e.GID}
+	out.Rdev = uint32(e.Rdev)
+	out.Atime, out.Atimensec = splitNano(e.Atime)
+	out.Mtime, out.Mtimensec = splitNano(e.Mtime)
+	out.Ctime, out.Ctimensec = splitNano(e.Ctime)
+}
+
+func fillFromStat(out *fuse.Attr, st *unix.Stat_t) {
+	out.Mode = st.Mode
+	out.Size = uint64(st.Size)
+	out.Blocks = uint64(st.Blocks)
+	out.Blksize = uint32(st.Blksize)
+	out.Nlink = uint32(st.Nlink)
+	out.Owner = fuse.Owner{Uid: st.Uid, Gid: st.Gid}
+	out.Rdev = uint32(st.Rdev)
+	out.Atime, out.Atimensec = uint64(st.Atim.Sec), uint32(st.Atim.Nsec)
+	out.Mtime, out.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+	out.Ctime, out.Ctimensec = uint64(st.Ctim.Sec), uint32(st.Ctim.Nsec)
+}
+
+func splitNano(ns int64) (uint64, uint32) {
+	sec, nsec := ns/1e9, ns%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return uint64(sec), uint32(nsec)
+}
+
+var _ = (fs.NodeReaddirer)((*node)(nil))
+
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	ents, err := n.list(ctx)
+	if err != nil {
+		return nil, n.errno("readdir", "", err)
+	}
+	out := make([]fuse.DirEntry, 0, len(ents)+2)
+	out = append(out, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.ino()})
+	parentIno := n.ino()
+	if _, p := n.Parent(); p != nil {
+		parentIno = p.StableAttr().Ino
+	}
+	out = append(out, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parentIno})
+	out = append(out, ents...)
+	return fs.NewListDirStream(out), 0
+}
+
+// list returns the merged children of the directory, sorted by name.
+func (n *node) list(ctx context.Context) ([]fuse.DirEntry, error) {
+	kids, err := n.lowerKids(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]fuse.DirEntry{}
+	hidden := map[string]bool{}
+	if n.upper.Load() {
+		if err := n.listUpper(byName, hidden); err != nil {
+			return nil, err
+		}
+	}
+	if kids != nil {
+		for _, name := range kids.names {
+			if hidden[name] {
+				continue
+			}
+			if _, ok := byName[name]; ok {
+				continue
+			}
+			c := kids.children[name]
+			byName[name] = fuse.DirEntry{Name: name, Mode: c.entry.Type.Mode(), Ino: n.u.inos.get(inoKey{c.layer, c.entry.ID})}
+		}
+	}
+	out := make([]fuse.DirEntry, 0, len(byName))
+	for _, e := range byName {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// listUpper adds the upper directory's entries to byName and its whiteouts
+// to hidden.
+func (n *node) listUpper(byName map[string]fuse.DirEntry, hidden map[string]bool) error {
+	dir, ok := n.path()
+	if !ok {
+		return unix.ENOENT
+	}
+	fd, err := n.u.upper.openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	names, err := readNames(fd)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if name == "." || name == ".." || isTmpName(name) {
+			continue
+		}
+		e, err := statAt(fd, name)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if e.whiteout {
+			hidden[name] = true
+			continue
+		}
+		byName[name] = fuse.DirEntry{Name: name, Mode: e.st.Mode & unix.S_IFMT, Ino: n.u.inos.get(inoKey{upperLayer, e.st.Ino})}
+	}
+	return nil
+}
+
+var _ = (fs.NodeReadlinker)((*node)(nil))
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if !n.upper.Load() {
+		if n.lower == nil || n.lower.Type != layer.TypeSymlink {
+			return nil, syscall.EINVAL
+		}
+		return []byte(n.lower.Target), 0
+	}
+	var target []byte
+	err := n.withUpperParent(func(pfd int, name string) error {
+		buf := make([]byte, unix.PathMax)
+		k, err := unix.Readlinkat(pfd, name, buf)
+		target = buf[:max(k, 0)]
+		return err
+	})
+	if err != nil {
+		return nil, n.errno("readlink", "", err)
+	}
+	return target, 0
+}
+
+var _ = (fs.NodeStatfser)((*node)(nil))
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if n.u.upper == nil {
+		// Layers are read-only and have no free space to speak of.
+		out.Bsize, out.Frsize, out.NameLen = 4096, 4096, 255
+		return 0
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(n.u.upper.fd, &st); err != nil {
+		return n.errno("statfs", "", err)
+	}
+	out.FromStatfsT(&syscall.Statfs_t{
+		Blocks: st.Blocks, Bfree: st.Bfree, Bavail: st.Bavail, Files: st.Files, Ffree: st.Ffree,
+		Bsize: st.Bsize, Namelen: st.Namelen, Frsize: st.Frsize,
+	})
+	return 0
+}
