@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,10 @@ import (
 type Local struct {
 	root   string
 	rootFd int // O_PATH descriptor of root; closed by Close
+
+	linksOnce sync.Once // builds links on the first call of Links
+	links     map[uint64][]string
+	linksErr  error
 }
 
 var _ Layer = (*Local)(nil)
@@ -319,4 +324,43 @@ func getXattr(path, name string) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
+}
+
+// Links returns the paths of every entry of the layer that is a hard link
+// to the file with the given ID. The first call walks the whole layer once
+// and keeps an index of its hard links; it is needed only when a hard-linked
+// file is changed.
+func (l *Local) Links(ctx context.Context, id uint64) ([]string, error) {
+	l.linksOnce.Do(func() { l.links, l.linksErr = l.indexLinks(ctx) })
+	if l.linksErr != nil {
+		return nil, l.linksErr
+	}
+	return l.links[id], nil
+}
+
+func (l *Local) indexLinks(ctx context.Context) (map[uint64][]string, error) {
+	links := map[uint64][]string{}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		d, err := l.ReadDir(ctx, dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.Entries {
+			p := joinPath(dir, e.Name)
+			switch {
+			case e.Type == TypeDir:
+				if err := walk(p); err != nil {
+					return err
+				}
+			case e.Nlink > 1 && e.Type != TypeWhiteout:
+				links[e.ID] = append(links[e.ID], p)
+			}
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		return nil, err
+	}
+	return links, nil
 }

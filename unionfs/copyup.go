@@ -62,6 +62,9 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 	if err != nil {
 		return fmt.Errorf("copy up /%s: %w", n.lpath, err)
 	}
+	if err := n.linkSiblings(ctx, pfd, name, joinPath(ppath, name)); err != nil {
+		return fmt.Errorf("copy up hard links of /%s: %w", n.lpath, err)
+	}
 	n.u.inos.alias(inoKey{upperLayer, st.Ino}, n.ino())
 	if n.ptLower {
 		n.ptBroken = true
@@ -116,15 +119,48 @@ func (u *union) copyContent(ctx context.Context, dst *os.File, li int, lpath str
 		return err
 	}
 	defer src.Close()
-	var r io.Reader = io.NewSectionReader(src, 0, size)
 	if f, ok := src.(*os.File); ok {
-		r = f // lets the kernel copy (copy_file_range) without passing the bytes through us
+		return copySparse(dst, f, size)
 	}
-	n, err := io.Copy(dst, r)
+	n, err := io.Copy(dst, io.NewSectionReader(src, 0, size))
 	if err == nil && n != size {
 		err = fmt.Errorf("copied %d bytes of %d: %w", n, size, io.ErrUnexpectedEOF)
 	}
 	return err
+}
+
+// copySparse copies the data ranges of src (as SEEK_DATA and SEEK_HOLE
+// find them) with copy_file_range, so holes stay holes and the kernel moves
+// the bytes, then sets the size.
+func copySparse(dst, src *os.File, size int64) error {
+	sfd, dfd := int(src.Fd()), int(dst.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(sfd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(sfd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		hole = min(hole, size)
+		for data < hole {
+			in, out := data, data
+			k, err := unix.CopyFileRange(sfd, &in, dfd, &out, int(min(hole-data, 1<<30)), 0)
+			if err != nil {
+				return err
+			}
+			if k == 0 {
+				return fmt.Errorf("copy at %d of %d: %w", data, size, io.ErrUnexpectedEOF)
+			}
+			data += int64(k)
+		}
+		off = hole
+	}
+	return dst.Truncate(size)
 }
 
 // setMeta gives the open file fd the lower entry's owner, mode, xattrs and
@@ -169,6 +205,14 @@ func copyUpOther(pfd int, name string, e *layer.Entry) error {
 	}
 	if err := unix.Renameat2(pfd, tmp, pfd, name, unix.RENAME_NOREPLACE); err != nil {
 		removeAt(pfd, tmp, e.Type == layer.TypeDir)
+		if e.Type == layer.TypeDir && errors.Is(err, unix.EEXIST) {
+			// Copied up meanwhile by another path to the same directory
+			// (hard-link siblings are linked by path, not through nodes).
+			var st unix.Stat_t
+			if unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				return nil
+			}
+		}
 		return err
 	}
 	return nil

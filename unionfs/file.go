@@ -163,3 +163,28 @@ func (n *node) handle(f *os.File, lower bool) (fs.FileHandle, uint32) {
 	}
 	return h, fuse.FOPEN_KEEP_CACHE
 }
+
+var _ = (fs.NodeFsyncer)((*node)(nil))
+
+// Fsync syncs an open file, or a directory (databases fsync a directory
+// after creating or renaming in it): its upper directory if it has one.
+func (n *node) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	if f := asFile(fh); f != nil {
+		return f.Fsync(ctx, flags)
+	}
+	if !n.IsDir() || !n.upper.Load() {
+		return 0 // nothing of it is ours to sync: the lower layers are read-only
+	}
+	var fd int
+	var err error
+	if p, ok := n.path(); ok {
+		fd, err = n.u.upper.openDir(p)
+	} else {
+		err = unix.ENOENT
+	}
+	if err != nil {
+		return n.errno("fsync", "", err)
+	}
+	defer unix.Close(fd)
+	return n.errno("fsync", "", unix.Fsync(fd))
+}
