@@ -66,11 +66,18 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 		return fmt.Errorf("copy up hard links of /%s: %w", n.lpath, err)
 	}
 	n.u.inos.alias(inoKey{upperLayer, st.Ino}, n.ino())
-	if n.ptLower {
-		n.ptBroken = true
-	}
+	n.leaveLowerBacking()
 	n.upper.Store(true)
 	return nil
+}
+
+// leaveLowerBacking switches a node whose opens pass the lower file through
+// to direct I/O: it is about to live in the upper directory, and a later
+// passthrough open would reuse the kernel's lower backing. The caller holds n.mu.
+func (n *node) leaveLowerBacking() {
+	if n.io == ioPassthrough && n.ioLower {
+		n.io = ioDirect
+	}
 }
 
 // copyUpEntry creates name in the upper directory pfd as a copy of the

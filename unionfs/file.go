@@ -2,11 +2,15 @@ package unionfs
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stratafs/strata/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,6 +98,44 @@ func (f *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 	return uint64(n), fs.ToErrno(err)
 }
 
+// ioMode is how the kernel does a node's file I/O. It is chosen at the
+// node's first open and kept while the node lives: the kernel fails an open
+// whose mode differs from that of the inode's other opens.
+type ioMode uint8
+
+const (
+	ioUndecided   ioMode = iota
+	ioCached             // through strata, pages cached across opens
+	ioPassthrough        // the kernel reads and writes the backing file itself
+	ioDirect             // through strata, uncached: a passthrough lower file that was copied up
+)
+
+// passthroughMin is the size from which a lower file is opened with
+// passthrough. Below it an open costs no system call at all (the file is
+// opened on the first read that misses the page cache); above it the
+// kernel's own read path and the sharing of the lower file's page cache
+// between mounts pay for the backing-file setup.
+const passthroughMin = 64 << 10
+
+// decideIO returns the node's I/O mode, choosing it on first use. The
+// caller holds n.mu.
+func (n *node) decideIO(upper bool) ioMode {
+	if n.io != ioUndecided {
+		return n.io
+	}
+	switch {
+	case !n.u.opts.passthrough:
+		n.io = ioCached
+	case upper:
+		n.io = ioPassthrough
+	case n.lower != nil && n.lower.Size >= passthroughMin:
+		n.io, n.ioLower = ioPassthrough, true
+	default:
+		n.io = ioCached
+	}
+	return n.io
+}
+
 var _ = (fs.NodeOpener)((*node)(nil))
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -109,13 +151,39 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			return nil, 0, n.errno("open: copy-up", "", err)
 		}
 	}
-	if n.upper.Load() {
-		return n.openUpper(flags)
+	upper := n.upper.Load()
+	n.mu.Lock()
+	mode := n.decideIO(upper)
+	n.mu.Unlock()
+	var fh fs.FileHandle
+	var errno syscall.Errno
+	switch {
+	case upper:
+		fh, errno = n.openUpper(flags, mode)
+	case mode == ioPassthrough:
+		fh, errno = n.openLower(ctx)
+	default:
+		fh = &lazyFile{n: n}
 	}
-	return n.openLower(ctx)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return fh, openFlags(mode, write), 0
 }
 
-func (n *node) openUpper(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+// openFlags tells the kernel how to treat an open of the given mode.
+func openFlags(mode ioMode, write bool) uint32 {
+	flags := uint32(fuse.FOPEN_KEEP_CACHE)
+	if mode == ioDirect {
+		flags = fuse.FOPEN_DIRECT_IO
+	}
+	if !write {
+		flags |= fuse.FOPEN_NOFLUSH // nothing to report at close of a reader
+	}
+	return flags
+}
+
+func (n *node) openUpper(flags uint32, mode ioMode) (fs.FileHandle, syscall.Errno) {
 	var fd int
 	const strip = syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY
 	err := n.withUpperParent(func(pfd int, name string) (err error) {
@@ -123,45 +191,80 @@ func (n *node) openUpper(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 		return err
 	})
 	if err != nil {
-		return nil, 0, n.errno("open", "", err)
+		return nil, n.errno("open", "", err)
 	}
-	fh, fuseFlags := n.handle(os.NewFile(uintptr(fd), ""), false)
-	return fh, fuseFlags, 0
+	return newHandle(os.NewFile(uintptr(fd), ""), mode), 0
 }
 
-func (n *node) openLower(ctx context.Context) (fs.FileHandle, uint32, syscall.Errno) {
+// newHandle wraps an open descriptor as a handle of the given mode.
+func newHandle(f *os.File, mode ioMode) fs.FileHandle {
+	if mode == ioPassthrough {
+		return &ptFile{&file{f: f}}
+	}
+	return &file{f: f}
+}
+
+func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
 	c, err := n.u.layers[n.llayer].Open(ctx, n.lpath)
 	if err != nil {
-		return nil, 0, n.errno("open", "", err)
+		return nil, n.errno("open", "", err)
 	}
-	f, ok := c.(*os.File)
-	if !ok {
-		c.Close()
-		return nil, 0, n.errno("open", "", syscall.ENOTSUP)
+	if f, ok := c.(*os.File); ok {
+		return &ptFile{&file{f: f}}, 0
 	}
-	fh, fuseFlags := n.handle(f, true)
-	return fh, fuseFlags, 0
+	// No local descriptor to pass through: serve it ourselves.
+	return &lazyFile{n: n, c: c}, 0
 }
 
-// handle wraps an open descriptor and picks how the kernel will do its
-// I/O: passthrough when allowed, otherwise through strata with the page
-// cache kept across opens (strata is the only writer), or, for an inode
-// that was copied up after a passthrough open of its lower file, direct I/O
-// (see the package doc).
-func (n *node) handle(f *os.File, lower bool) (fs.FileHandle, uint32) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	h := &file{f: f}
-	switch {
-	case n.ptBroken:
-		return h, fuse.FOPEN_DIRECT_IO
-	case n.u.opts.passthrough:
-		if lower {
-			n.ptLower = true
+// lazyFile is a read-only open of a lower file served through strata. The
+// layer's file is opened on the first read: with the page cache kept across
+// opens, most opens of a small file never read at all.
+type lazyFile struct {
+	n  *node
+	mu sync.Mutex    // guards c
+	c  layer.Content // nil until the first read
+}
+
+var (
+	_ = (fs.FileReader)((*lazyFile)(nil))
+	_ = (fs.FileFlusher)((*lazyFile)(nil))
+	_ = (fs.FileReleaser)((*lazyFile)(nil))
+)
+
+func (f *lazyFile) content(ctx context.Context) (layer.Content, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.c == nil {
+		c, err := f.n.u.layers[f.n.llayer].Open(ctx, f.n.lpath)
+		if err != nil {
+			return nil, err
 		}
-		return &ptFile{h}, fuse.FOPEN_KEEP_CACHE
+		f.c = c
 	}
-	return h, fuse.FOPEN_KEEP_CACHE
+	return f.c, nil
+}
+
+func (f *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	c, err := f.content(ctx)
+	if err != nil {
+		return nil, f.n.errno("read", "", err)
+	}
+	k, err := c.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, f.n.errno("read", "", err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+func (f *lazyFile) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+func (f *lazyFile) Release(ctx context.Context) syscall.Errno {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.c != nil {
+		return fs.ToErrno(f.c.Close())
+	}
+	return 0
 }
 
 var _ = (fs.NodeFsyncer)((*node)(nil))

@@ -41,10 +41,10 @@ type node struct {
 
 	upper atomic.Bool // the entry exists in the upper directory at its current path
 
-	mu       sync.Mutex    // guards kids, ldirs, ptLower, ptBroken; serialises copy-up
-	kids     *lowerListing // directories: the merged lower children, built on first use
-	ptLower  bool          // a passthrough open of the lower file was handed out
-	ptBroken bool          // copied up after ptLower: opens use direct I/O, never passthrough
+	mu      sync.Mutex    // guards kids, ldirs, io, ioLower; serialises copy-up
+	kids    *lowerListing // directories: the merged lower children, built on first use
+	io      ioMode        // regular files: how the kernel does I/O (see decideIO)
+	ioLower bool          // io is passthrough with the lower file as backing
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -305,12 +305,15 @@ func splitNano(ns int64) (uint64, uint32) {
 	return uint64(sec), uint32(nsec)
 }
 
-var _ = (fs.NodeReaddirer)((*node)(nil))
+var _ = (fs.NodeOpendirHandler)((*node)(nil))
 
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+// OpendirHandle lists the merged directory once per open, and lets the
+// kernel cache the listing (FOPEN_CACHE_DIR): every change to the directory
+// goes through the kernel, which then drops its cached copy itself.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	ents, err := n.list(ctx)
 	if err != nil {
-		return nil, n.errno("readdir", "", err)
+		return nil, 0, n.errno("readdir", "", err)
 	}
 	out := make([]fuse.DirEntry, 0, len(ents)+2)
 	out = append(out, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.ino()})
@@ -320,7 +323,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	}
 	out = append(out, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: parentIno})
 	out = append(out, ents...)
-	return fs.NewListDirStream(out), 0
+	return fs.NewListDirStream(out), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // list returns the merged children of the directory, sorted by name.

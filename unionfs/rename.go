@@ -164,9 +164,7 @@ func (n *node) settleSubtree() {
 				n.u.inos.alias(inoKey{upperLayer, st.Ino}, c.ino())
 			}
 			c.mu.Lock()
-			if c.ptLower {
-				c.ptBroken = true
-			}
+			c.leaveLowerBacking()
 			c.mu.Unlock()
 			c.upper.Store(true)
 		}

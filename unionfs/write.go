@@ -197,8 +197,11 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		}
 		return nil, nil, 0, errno
 	}
-	fh, fuseFlags := ch.Operations().(*node).handle(f, false)
-	return ch, fh, fuseFlags, 0
+	c := ch.Operations().(*node)
+	c.mu.Lock()
+	iom := c.decideIO(true)
+	c.mu.Unlock()
+	return ch, newHandle(f, iom), openFlags(iom, true), 0
 }
 
 var _ = (fs.NodeLinker)((*node)(nil))
