@@ -331,7 +331,9 @@ func getXattr(path, name string) ([]byte, error) {
 // and keeps an index of its hard links; it is needed only when a hard-linked
 // file is changed.
 func (l *Local) Links(ctx context.Context, id uint64) ([]string, error) {
-	l.linksOnce.Do(func() { l.links, l.linksErr = l.indexLinks(ctx) })
+	// The index is shared by every caller: one caller giving up must not
+	// leave it failed for the others.
+	l.linksOnce.Do(func() { l.links, l.linksErr = l.indexLinks(context.WithoutCancel(ctx)) })
 	if l.linksErr != nil {
 		return nil, l.linksErr
 	}

@@ -63,7 +63,9 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 		return fmt.Errorf("copy up /%s: %w", n.lpath, err)
 	}
 	if err := n.linkSiblings(ctx, pfd, name, joinPath(ppath, name)); err != nil {
-		return fmt.Errorf("copy up hard links of /%s: %w", n.lpath, err)
+		// The copy itself is complete and in place; only the other names
+		// keep showing the lower file, as if the link were broken.
+		n.u.opts.logger.Printf("copy up /%s: linking its other names: %v", n.lpath, err)
 	}
 	n.u.inos.alias(inoKey{upperLayer, st.Ino}, n.ino())
 	n.leaveLowerBacking()
@@ -83,9 +85,16 @@ func (n *node) leaveLowerBacking() {
 // copyUpEntry creates name in the upper directory pfd as a copy of the
 // lower entry e (at lpath in layer li): content, owner, mode, times, xattrs.
 // The entry appears under its name only once complete.
+//
+// Copy-up is not a change a user made, so the parent directory's times are
+// put back as they were (as overlayfs does).
 func (u *union) copyUpEntry(ctx context.Context, pfd int, name string, li int, lpath string, e *layer.Entry, truncate bool) (unix.Stat_t, error) {
 	var st unix.Stat_t
-	var err error
+	restore, err := keepTimes(pfd)
+	if err != nil {
+		return st, err
+	}
+	defer restore()
 	if e.Type == layer.TypeReg {
 		err = u.copyUpFile(ctx, pfd, name, li, lpath, e, truncate)
 	} else {
@@ -95,6 +104,19 @@ func (u *union) copyUpEntry(ctx context.Context, pfd int, name string, li int, l
 		return st, err
 	}
 	return st, unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// keepTimes records the access and modification times of the directory
+// dirfd and returns a function that puts them back.
+func keepTimes(dirfd int) (func(), error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return nil, err
+	}
+	return func() {
+		ts := []unix.Timespec{st.Atim, st.Mtim}
+		unix.UtimesNanoAt(dirfd, ".", ts, 0)
+	}, nil
 }
 
 // copyUpFile writes the copy into an unnamed O_TMPFILE, syncs it, and only
@@ -121,7 +143,7 @@ func (u *union) copyUpFile(ctx context.Context, pfd int, name string, li int, lp
 }
 
 func (u *union) copyContent(ctx context.Context, dst *os.File, li int, lpath string, size int64) error {
-	src, err := u.layers[li].Open(ctx, lpath)
+	src, err := u.openLower(ctx, li, lpath)
 	if err != nil {
 		return err
 	}
@@ -297,7 +319,12 @@ func (u *union) copyUpChild(ctx context.Context, dirfd int, name, path string, c
 	if c.entry.Type != layer.TypeDir {
 		return nil
 	}
-	return u.copyUpSubdir(ctx, dirfd, name, path, c.dirs)
+	if err := u.copyUpSubdir(ctx, dirfd, name, path, c.dirs); err != nil {
+		return err
+	}
+	// Filling the copy moved its times: give it the lower ones again.
+	ts := []unix.Timespec{unix.NsecToTimespec(c.entry.Atime), unix.NsecToTimespec(c.entry.Mtime)}
+	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func (u *union) copyUpSubdir(ctx context.Context, pfd int, name, path string, ldirs []int) error {

@@ -68,6 +68,13 @@
 // descriptor opened before a copy-up keeps reading the lower bytes, as with
 // kernel overlayfs before Linux 4.19.
 //
+// # Interrupts
+//
+// A FUSE request is interrupted whenever its caller gets a signal, and Go
+// programs get one (SIGURG) at random for goroutine preemption. Kernel
+// overlayfs completes such calls, so strata does too: the contexts it hands
+// to layers ignore interrupts, and a copy-up is never left half done.
+//
 // # Locking
 //
 // The kernel serialises changes within one directory. A node's mutex guards

@@ -205,7 +205,7 @@ func newHandle(f *os.File, mode ioMode) fs.FileHandle {
 }
 
 func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
-	c, err := n.u.layers[n.llayer].Open(ctx, n.lpath)
+	c, err := n.u.openLower(ctx, n.llayer, n.lpath)
 	if err != nil {
 		return nil, n.errno("open", "", err)
 	}
@@ -218,11 +218,15 @@ func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
 
 // lazyFile is a read-only open of a lower file served through strata. The
 // layer's file is opened on the first read: with the page cache kept across
-// opens, most opens of a small file never read at all.
+// opens, most opens of a small file never read at all. Once the file is
+// copied up, reads come from the copy, so that an old descriptor sees what
+// was written through a new one (as with overlayfs), and a page-cache miss
+// can never bring the lower bytes back.
 type lazyFile struct {
-	n  *node
-	mu sync.Mutex    // guards c
-	c  layer.Content // nil until the first read
+	n     *node
+	mu    sync.Mutex    // guards c and upper
+	c     layer.Content // nil until the first read
+	upper bool          // c is the upper copy
 }
 
 var (
@@ -234,14 +238,32 @@ var (
 func (f *lazyFile) content(ctx context.Context) (layer.Content, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.c == nil {
-		c, err := f.n.u.layers[f.n.llayer].Open(ctx, f.n.lpath)
-		if err != nil {
-			return nil, err
-		}
-		f.c = c
+	if f.c != nil && (f.upper || !f.n.upper.Load()) {
+		return f.c, nil
 	}
-	return f.c, nil
+	if f.n.upper.Load() {
+		var fd int
+		err := f.n.withUpperParent(func(pfd int, name string) (err error) {
+			fd, err = unix.Openat(pfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			return err
+		})
+		if err == nil {
+			if f.c != nil {
+				f.c.Close()
+			}
+			f.c, f.upper = os.NewFile(uintptr(fd), ""), true
+			return f.c, nil
+		}
+		if f.c != nil {
+			return f.c, nil // unlinked since: the bytes we have are the file's
+		}
+	}
+	c, err := f.n.u.openLower(ctx, f.n.llayer, f.n.lpath)
+	if err != nil {
+		return nil, err
+	}
+	f.c = c
+	return c, nil
 }
 
 func (f *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

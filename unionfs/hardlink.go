@@ -30,7 +30,7 @@ func (n *node) linkSiblings(ctx context.Context, pfd int, name, copied string) e
 	if !ok {
 		return nil
 	}
-	paths, err := l.Links(ctx, n.lower.ID)
+	paths, err := l.Links(context.WithoutCancel(ctx), n.lower.ID)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ func (l *lowerListing) get(name string) (lowerChild, bool) {
 // top-down; all of them hold a directory at path). It stops after the first
 // opaque directory.
 func mergeLower(ctx context.Context, layers []layer.Layer, dirs []int, path string) (*lowerListing, error) {
+	ctx = context.WithoutCancel(ctx) // see "Interrupts" in the package doc
 	l := &lowerListing{children: map[string]lowerChild{}}
 	settled := map[string]bool{} // names whose lower part is decided: a whiteout or a non-dir was met
 	for _, li := range dirs {
@@ -78,4 +79,10 @@ func mergeEntry(l *lowerListing, settled map[string]bool, li int, e *layer.Entry
 	default: // a whiteout or a non-dir under a directory ends its merge
 		settled[e.Name] = true
 	}
+}
+
+// openLower opens a lower file. Like mergeLower it does not let a FUSE
+// interrupt abort it (see "Interrupts" in the package doc).
+func (u *union) openLower(ctx context.Context, li int, path string) (layer.Content, error) {
+	return u.layers[li].Open(context.WithoutCancel(ctx), path)
 }

@@ -62,9 +62,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	err := n.withUpperDir(func(pfd int) error {
 		return np.withUpperDir(func(npfd int) error {
 			if flags&unix.RENAME_EXCHANGE != 0 {
-				return exchangeUpper(pfd, &src, npfd, &dst)
+				return exchangeUpper(pfd, &src, n.merged(), npfd, &dst, np.merged())
 			}
-			return moveUpper(pfd, &src, npfd, &dst)
+			return moveUpper(pfd, &src, npfd, &dst, np.merged())
 		})
 	})
 	if err != nil {
@@ -174,15 +174,30 @@ func (n *node) settleSubtree() {
 	}
 }
 
+// merged reports whether the directory merges lower directories.
+func (n *node) merged() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.ldirs) > 0
+}
+
+// A directory that moves into a merged directory is made opaque, as
+// overlayfs does: no lower entry at its new name, now or in a layer stack
+// this upper is later mounted on, may show through it.
+func opaqueOnMove(pfd int, c *childState, intoMerged bool, toLower bool) error {
+	if !c.isDir() || c.up.opaque || !(intoMerged || toLower) {
+		return nil
+	}
+	return setOpaque(pfd, c.name)
+}
+
 // moveUpper renames src over dst (which may be absent, a whiteout, or a
-// merged-empty entry) in the upper directory.
-func moveUpper(pfd int, src *childState, npfd int, dst *childState) error {
+// merged-empty entry) in the upper directory; intoMerged tells whether dst's
+// directory merges lower ones.
+func moveUpper(pfd int, src *childState, npfd int, dst *childState, intoMerged bool) error {
 	srcDir := src.isDir()
-	if srcDir && dst.lowerVisible() && !src.up.opaque {
-		// Lower entries at the new name must not show through the moved directory.
-		if err := setOpaque(pfd, src.name); err != nil {
-			return err
-		}
+	if err := opaqueOnMove(pfd, src, intoMerged, dst.lowerVisible()); err != nil {
+		return err
 	}
 	if dst.hasUpper && dst.isDir() {
 		if err := clearWhiteouts(npfd, dst.name); err != nil {
@@ -207,18 +222,14 @@ func moveUpper(pfd int, src *childState, npfd int, dst *childState) error {
 	return unix.Unlinkat(pfd, src.name, 0)
 }
 
-// exchangeUpper swaps two upper entries; a directory moving to a name with
-// lower entries below it is made opaque first.
-func exchangeUpper(pfd int, src *childState, npfd int, dst *childState) error {
-	if src.isDir() && dst.lowerVisible() && !src.up.opaque {
-		if err := setOpaque(pfd, src.name); err != nil {
-			return err
-		}
+// exchangeUpper swaps two upper entries; srcMerged and dstMerged tell
+// whether their directories merge lower ones.
+func exchangeUpper(pfd int, src *childState, srcMerged bool, npfd int, dst *childState, dstMerged bool) error {
+	if err := opaqueOnMove(pfd, src, dstMerged, dst.lowerVisible()); err != nil {
+		return err
 	}
-	if dst.isDir() && src.lowerVisible() && !dst.up.opaque {
-		if err := setOpaque(npfd, dst.name); err != nil {
-			return err
-		}
+	if err := opaqueOnMove(npfd, dst, srcMerged, src.lowerVisible()); err != nil {
+		return err
 	}
 	return unix.Renameat2(pfd, src.name, npfd, dst.name, unix.RENAME_EXCHANGE)
 }
