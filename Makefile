@@ -1,0 +1,49 @@
+# strata build plumbing. Everything runs as root on Debian bookworm; see README.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# Go lives at /usr/local/go on a fresh machine and is not always on PATH.
+ifeq ($(shell command -v go 2>/dev/null),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+
+BIN := bin/strata
+BENCH_ARGS ?=
+
+.PHONY: all build deps test demo bench-union clean
+
+all: build
+
+build:
+	go build -o $(BIN) ./cmd/strata
+
+deps:
+	scripts/deps.sh
+
+# gofmt and vet stop the run at once; the race detector (on the packages
+# that need no mount, where it is cheap) runs even when go test failed, so
+# one run shows every failure. Any failure makes the target fail.
+test: deps
+	@echo "== gofmt"
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); \
+	if [[ -n $$files ]]; then echo "gofmt: these files need formatting:"; echo "$$files"; exit 1; fi
+	@echo "== go vet"
+	go vet ./...
+	@rc=0; \
+	echo "== go test -count=1 -timeout 20m ./..."; \
+	go test -count=1 -timeout 20m ./... || rc=$$?; \
+	echo "== go test -race -count=1 ./layer/..."; \
+	go test -race -count=1 ./layer/... || rc=$$?; \
+	if ((rc)); then echo "== make test: FAILED (see above)"; else echo "== make test: all passed"; fi; \
+	exit $$rc
+
+demo: deps build
+	scripts/demo.sh
+
+bench-union: deps build
+	go run ./bench/cmd/unionbench $(BENCH_ARGS)
+
+clean:
+	rm -rf bin
+	go clean -testcache
