@@ -123,8 +123,12 @@ func umountCommand() *cli.Command {
 			if c.Bool("lazy") {
 				flags = unix.MNT_DETACH
 			}
-			if err := unix.Unmount(c.Args().First(), flags); err != nil {
-				return fmt.Errorf("umount %s: %w", c.Args().First(), err)
+			mnt := c.Args().First()
+			if err := unix.Unmount(mnt, flags); err != nil {
+				if errors.Is(err, unix.EINVAL) {
+					return fmt.Errorf("umount %s: not a mount point", mnt)
+				}
+				return fmt.Errorf("umount %s: %w", mnt, err)
 			}
 			return nil
 		},
