@@ -53,11 +53,10 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 	if !ok {
 		return unix.ENOENT
 	}
-	pfd, err := n.u.upper.openDir(ppath)
+	pfd, err := p.upperDirFd()
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
 	st, err := n.u.copyUpEntry(ctx, pfd, name, n.llayer, n.lpath, n.lower, truncate)
 	if err != nil {
 		return fmt.Errorf("copy up /%s: %w", n.lpath, err)

@@ -300,13 +300,7 @@ func (n *node) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	if !n.IsDir() || !n.upper.Load() {
 		return 0 // nothing of it is ours to sync: the lower layers are read-only
 	}
-	var fd int
-	var err error
-	if p, ok := n.path(); ok {
-		fd, err = n.u.upper.openDir(p)
-	} else {
-		err = unix.ENOENT
-	}
+	fd, err := n.listFd()
 	if err != nil {
 		return n.errno("fsync", "", err)
 	}

@@ -41,6 +41,12 @@ type node struct {
 
 	upper atomic.Bool // the entry exists in the upper directory at its current path
 
+	// ufd is 1 + an O_PATH descriptor of the directory's upper directory,
+	// or 0 before first use. It follows the directory through renames, and
+	// is closed when the kernel forgets the node.
+	ufd  atomic.Int64
+	fdMu sync.Mutex // serialises opening ufd
+
 	mu      sync.Mutex    // guards kids, ldirs, io, ioLower; serialises copy-up
 	kids    *lowerListing // directories: the merged lower children, built on first use
 	io      ioMode        // regular files: how the kernel does I/O (see decideIO)
@@ -135,11 +141,10 @@ func (n *node) resolve(ctx context.Context, name string) (childState, error) {
 	if !n.upper.Load() {
 		return cs, nil
 	}
-	fd, err := n.u.upper.openDir(dir)
+	fd, err := n.upperDirFd()
 	if err != nil {
 		return cs, err
 	}
-	defer unix.Close(fd)
 	up, err := statAt(fd, name)
 	switch {
 	case errors.Is(err, unix.ENOENT):
@@ -253,16 +258,65 @@ func (n *node) withUpperParent(fn func(pfd int, name string) error) error {
 	if parent == nil {
 		return unix.ENOENT
 	}
-	ppath, ok := parent.Operations().(*node).path()
-	if !ok {
-		return unix.ENOENT
-	}
-	pfd, err := n.u.upper.openDir(ppath)
+	pfd, err := parent.Operations().(*node).upperDirFd()
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
 	return fn(pfd, name)
+}
+
+// withUpperDir runs fn with the directory n's upper directory.
+func (n *node) withUpperDir(fn func(pfd int) error) error {
+	fd, err := n.upperDirFd()
+	if err != nil {
+		return err
+	}
+	return fn(fd)
+}
+
+// upperDirFd returns an O_PATH descriptor of the directory's upper
+// directory, for *at calls. It stays owned by the node: callers never close it.
+func (n *node) upperDirFd() (int, error) {
+	if n == n.u.root {
+		return n.u.upper.fd, nil
+	}
+	if v := n.ufd.Load(); v != 0 {
+		return int(v - 1), nil
+	}
+	n.fdMu.Lock()
+	defer n.fdMu.Unlock()
+	if v := n.ufd.Load(); v != 0 {
+		return int(v - 1), nil
+	}
+	p, ok := n.path()
+	if !ok {
+		return -1, unix.ENOENT
+	}
+	fd, err := n.u.upper.openAt(p, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, err
+	}
+	n.ufd.Store(int64(fd) + 1)
+	return fd, nil
+}
+
+var _ = (fs.NodeOnForgetter)((*node)(nil))
+
+// OnForget closes the node's upper directory descriptor: the kernel holds
+// no reference to the node any more, so no request can use it.
+func (n *node) OnForget() {
+	if v := n.ufd.Swap(0); v != 0 {
+		unix.Close(int(v - 1))
+	}
+}
+
+// listFd opens the directory's upper directory for reading its entries.
+func (n *node) listFd() (int, error) {
+	fd, err := n.upperDirFd()
+	if err != nil {
+		return -1, err
+	}
+	return unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
 
 func fillFromEntry(out *fuse.Attr, e *layer.Entry) {
@@ -362,11 +416,7 @@ func (n *node) list(ctx context.Context) ([]fuse.DirEntry, error) {
 // listUpper adds the upper directory's entries to byName and its whiteouts
 // to hidden.
 func (n *node) listUpper(byName map[string]fuse.DirEntry, hidden map[string]bool) error {
-	dir, ok := n.path()
-	if !ok {
-		return unix.ENOENT
-	}
-	fd, err := n.u.upper.openDir(dir)
+	fd, err := n.listFd()
 	if err != nil {
 		return err
 	}

@@ -121,20 +121,6 @@ func replaceWhiteout(pfd int, tmp, name string, isDir bool) error {
 	return unix.Unlinkat(pfd, tmp, 0)
 }
 
-// withUpperDir runs fn with the directory n's upper directory open.
-func (n *node) withUpperDir(fn func(pfd int) error) error {
-	p, ok := n.path()
-	if !ok {
-		return unix.ENOENT
-	}
-	fd, err := n.u.upper.openDir(p)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return fn(fd)
-}
-
 // lookupNew returns the node of an entry just made in the upper directory.
 func (n *node) lookupNew(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	cs, err := n.resolve(ctx, name)

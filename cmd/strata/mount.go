@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/stratafs/strata/layer"
@@ -34,6 +35,7 @@ func mountCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's life to `FILE` (for go tool pprof)"},
 		},
 		Action: runMount,
 	}
@@ -71,6 +73,13 @@ func runMount(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if p := c.String("cpu-profile"); p != "" {
+		stopProfile, err := startCPUProfile(p)
+		if err != nil {
+			return fmt.Errorf("mount: %w", err)
+		}
+		defer stopProfile()
+	}
 	srv, err := unionfs.Mount(ctx, mnt, layers, opts...)
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
@@ -133,4 +142,21 @@ func umountCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
