@@ -337,7 +337,13 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	if err != nil {
 		return n.errno("setattr", "", err)
 	}
-	return n.Getattr(ctx, fh, out)
+	if errno := n.Getattr(ctx, fh, out); errno != 0 {
+		return errno
+	}
+	// go-fuse leaves a SETATTR reply's timeout at zero, which would cost a
+	// GETATTR after every chmod, chown or utimes.
+	out.SetTimeout(n.u.opts.timeout)
+	return 0
 }
 
 // applySetattr makes the changes of one SETATTR to name in pfd, or to the
