@@ -34,7 +34,12 @@
 // partial copy visible. Deleting a name that exists below leaves a whiteout;
 // a directory created over a whiteout is opaque. Renaming a directory that has
 // lower parts copies its whole subtree up first and makes it opaque (kernel
-// overlayfs without redirect_dir answers EXDEV instead).
+// overlayfs without redirect_dir answers EXDEV instead). Copying up one name
+// of a hard-linked lower file links its other names to the copy too, so they
+// stay one file (overlayfs with index=off would break the link).
+//
+// Names starting with ".strata-tmp-" are reserved for entries under
+// construction: they are never shown, and creating one fails with EPERM.
 //
 // # Nodes and inode numbers
 //

@@ -22,6 +22,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 || flags == unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE {
 		return syscall.EINVAL
 	}
+	if isTmpName(newName) {
+		return syscall.EPERM // reserved for entries strata is building
+	}
 	np := newParent.(*node)
 	src, dst, errno := n.renameStates(ctx, name, np, newName, flags)
 	if errno != 0 {

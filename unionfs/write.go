@@ -48,6 +48,9 @@ func (n *node) create(ctx context.Context, name string, ne newEntry, out *fuse.E
 	if n.u.upper == nil {
 		return nil, syscall.EROFS
 	}
+	if isTmpName(name) {
+		return nil, syscall.EPERM // reserved for entries strata is building
+	}
 	uid, gid, setgid, errno := n.owner(ctx)
 	if errno != 0 {
 		return nil, errno
@@ -195,6 +198,9 @@ var _ = (fs.NodeLinker)((*node)(nil))
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if n.u.upper == nil {
 		return nil, syscall.EROFS
+	}
+	if isTmpName(name) {
+		return nil, syscall.EPERM
 	}
 	t := target.(*node)
 	n.u.renameMu.RLock()
