@@ -266,12 +266,24 @@ func (f *lazyFile) content(ctx context.Context) (layer.Content, error) {
 	return c, nil
 }
 
+// contextReaderAt is offered by content whose reads may go to the network:
+// such a read carries the request's context (interrupts excluded, see the
+// package doc), and its own timeouts bound it.
+type contextReaderAt interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
 func (f *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	c, err := f.content(ctx)
 	if err != nil {
 		return nil, f.n.errno("read", "", err)
 	}
-	k, err := c.ReadAt(dest, off)
+	var k int
+	if cr, ok := c.(contextReaderAt); ok {
+		k, err = cr.ReadAtContext(context.WithoutCancel(ctx), dest, off)
+	} else {
+		k, err = c.ReadAt(dest, off)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.n.errno("read", "", err)
 	}

@@ -1,0 +1,110 @@
+package remote
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Blob reads byte ranges of one blob from the registry. It is safe for
+// concurrent use; see the package documentation for what a read does.
+type Blob struct {
+	c      *client
+	digest string
+	size   int64
+	stats  stats
+	flight singleflight.Group // one fetch per (offset, length) at a time
+
+	mu       sync.Mutex // guards location
+	location string     // where the registry last redirected to; "" to ask it
+}
+
+// Digest is the blob's digest, as the manifest names it.
+func (b *Blob) Digest() string { return b.digest }
+
+// Size is the blob's size in bytes, as the manifest says.
+func (b *Blob) Size() int64 { return b.size }
+
+// Stats returns a snapshot of the blob's counters.
+func (b *Blob) Stats() Stats { return b.stats.snapshot() }
+
+// ReadAt reads len(p) bytes at off, following io.ReaderAt: it returns
+// len(p) and a nil error, or fewer bytes and an error, io.EOF when the blob
+// ends before p is full (and for off >= Size). It never returns short data
+// for lack of bytes from the network: a failed read returns 0 and an
+// *Error. When ctx ends first, ReadAt returns at once with ctx's error; the
+// fetch itself may go on for other callers of the same range.
+func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, &Error{Digest: b.digest, Off: off, Len: int64(len(p)), Kind: ErrRange}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), b.size-off)
+	data, err := b.shared(ctx, off, n)
+	if err != nil {
+		return 0, err
+	}
+	copy(p, data)
+	if n < int64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+// shared joins the fetch of the same range already under way, or starts
+// it. The fetch runs on a context detached from this caller's, bounded by
+// the retry budget, so one caller giving up never fails the others.
+func (b *Blob) shared(ctx context.Context, off, n int64) ([]byte, error) {
+	b.stats.read()
+	key := strconv.FormatInt(off, 10) + "+" + strconv.FormatInt(n, 10)
+	fetchCtx := context.WithoutCancel(ctx)
+	ch := b.flight.DoChan(key, func() (any, error) {
+		return b.fetch(fetchCtx, off, n)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, &Error{Digest: b.digest, Off: off, Len: n, Kind: ctx.Err(), Cause: context.Cause(ctx)}
+	}
+}
+
+// url returns where to send the next request and whether it is a
+// remembered redirect target rather than the registry.
+func (b *Blob) url() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.location != "" {
+		return b.location, true
+	}
+	return b.c.blobURL(b.digest), false
+}
+
+// remember keeps a redirect target (typically a presigned storage URL) so
+// later ranges skip the registry's redirect round trip.
+func (b *Blob) remember(location string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.location = location
+}
+
+// forget drops location if it is still the remembered one, so the next
+// request asks the registry for a fresh redirect.
+func (b *Blob) forget(location string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.location == location {
+		b.location = ""
+	}
+}

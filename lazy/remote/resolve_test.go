@@ -1,0 +1,267 @@
+package remote
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func discardLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func TestResolveTagAndDigest(t *testing.T) {
+	host := newRegistry(t, nil)
+	want := pushRandom(t, host+"/test/img:v1", 4096, 3)
+	digest, _ := want.Digest()
+	wantManifest, _ := want.Manifest()
+	wantConfig, _ := want.RawConfigFile()
+
+	for _, ref := range []string{host + "/test/img:v1", host + "/test/img@" + digest.String()} {
+		img := resolve(t, ref)
+		if img.Digest() != digest.String() || !strings.HasSuffix(img.Name(), "@"+digest.String()) {
+			t.Errorf("%s: digest %s name %s, want %s", ref, img.Digest(), img.Name(), digest)
+		}
+		layers := img.Layers()
+		if len(layers) != len(wantManifest.Layers) {
+			t.Fatalf("%s: %d layers, want %d", ref, len(layers), len(wantManifest.Layers))
+		}
+		for i, l := range layers {
+			w := wantManifest.Layers[i]
+			if l.Digest != w.Digest.String() || l.Size != w.Size || l.MediaType != string(w.MediaType) {
+				t.Errorf("%s: layer %d = %+v, want %+v", ref, i, l, w)
+			}
+		}
+		if !bytes.Equal(img.RawConfig(), wantConfig) {
+			t.Errorf("%s: config differs", ref)
+		}
+		if _, err := img.ConfigFile(); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+}
+
+// otherArch is an architecture that is not the host's.
+func otherArch() string {
+	if runtime.GOARCH == "s390x" {
+		return "riscv64"
+	}
+	return "s390x"
+}
+
+func pushIndex(t *testing.T, ref string) (host, other v1.Image) {
+	t.Helper()
+	host, _ = random.Image(1024, 1)
+	other, _ = random.Image(1024, 1)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch()}}},
+		mutate.IndexAddendum{Add: host, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}}},
+	)
+	r, _ := name.ParseReference(ref)
+	if err := ggcr.WriteIndex(r, idx, ggcr.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	return host, other
+}
+
+func TestResolveIndexPicksPlatform(t *testing.T) {
+	reg := newRegistry(t, nil)
+	ref := reg + "/test/multi:latest"
+	hostImg, otherImg := pushIndex(t, ref)
+	hostDigest, _ := hostImg.Digest()
+	otherDigest, _ := otherImg.Digest()
+
+	if got := resolve(t, ref).Digest(); got != hostDigest.String() {
+		t.Errorf("default platform: got %s, want host image %s", got, hostDigest)
+	}
+	if got := resolve(t, ref, WithPlatform("linux/"+otherArch())).Digest(); got != otherDigest.String() {
+		t.Errorf("WithPlatform: got %s, want %s", got, otherDigest)
+	}
+	_, err := Resolve(t.Context(), ref, WithPlatform("windows/arm"))
+	if !errors.Is(err, ErrNoPlatform) {
+		t.Errorf("missing platform: got %v, want ErrNoPlatform", err)
+	}
+}
+
+// putRaw stores a manifest as a registry that dropped its media type would
+// serve it: no mediaType field, a generic Content-Type.
+func putRaw(t *testing.T, host, repoTag string, raw []byte) {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "mediaType")
+	body, _ := json.Marshal(m)
+	repo, tag, _ := strings.Cut(repoTag, ":")
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut,
+		"http://"+host+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT manifest: %s", resp.Status)
+	}
+}
+
+func TestResolveWithoutMediaType(t *testing.T) {
+	host := newRegistry(t, nil)
+	hostImg, _ := pushIndex(t, host+"/test/idx:full")
+	want, _ := hostImg.Manifest()
+	rawImage, _ := hostImg.RawManifest()
+	putRaw(t, host, "test/idx:image", rawImage)
+
+	r, _ := name.ParseReference(host + "/test/idx:full")
+	desc, err := ggcr.Get(r, ggcr.WithContext(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, host, "test/idx:index", desc.Manifest)
+
+	for _, tag := range []string{"image", "index"} {
+		img := resolve(t, host+"/test/idx:"+tag)
+		layers := img.Layers()
+		if len(layers) != 1 || layers[0].Digest != want.Layers[0].Digest.String() {
+			t.Errorf("%s: layers %+v, want %v", tag, layers, want.Layers)
+		}
+	}
+}
+
+func TestResolveNotFound(t *testing.T) {
+	host := newRegistry(t, nil)
+	pushRandom(t, host+"/test/img:v1", 1024, 1)
+	missing := []string{
+		host + "/test/img:nope",
+		host + "/test/nope:v1",
+		host + "/test/img@sha256:" + strings.Repeat("0", 64),
+	}
+	for _, ref := range missing {
+		if _, err := Resolve(t.Context(), ref); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: got %v, want ErrNotFound", ref, err)
+		}
+	}
+	start := time.Now()
+	if _, err := Resolve(t.Context(), unreachable(t)+"/test/img:v1"); !errors.Is(err, ErrUnavailable) || time.Since(start) > 5*time.Second {
+		t.Errorf("unreachable registry: got %v after %v, want ErrUnavailable", err, time.Since(start))
+	}
+	if _, err := Resolve(t.Context(), "Not A Reference!"); !errors.Is(err, ErrInvalidReference) {
+		t.Errorf("bad reference: got %v, want ErrInvalidReference", err)
+	}
+}
+
+// unreachable returns a loopback address where nothing listens.
+func unreachable(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+type staticKeychain authn.AuthConfig
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.FromConfig(authn.AuthConfig(k)), nil
+}
+
+// basicAuth lets through only requests with user:secret, everywhere.
+func basicAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "secret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func TestResolveUnauthorized(t *testing.T) {
+	host := newRegistry(t, basicAuth)
+	ref := host + "/test/private:v1"
+	img, _ := random.Image(2048, 2)
+	r, _ := name.ParseReference(ref)
+	if err := ggcr.Write(r, img, ggcr.WithContext(t.Context()),
+		ggcr.WithAuth(&authn.Basic{Username: "user", Password: "secret"})); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := Resolve(t.Context(), ref, WithKeychain(staticKeychain{})); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("no credentials: got %v, want ErrUnauthorized", err)
+	}
+	wrong := staticKeychain{Username: "user", Password: "guess"}
+	if _, err := Resolve(t.Context(), ref, WithKeychain(wrong)); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("wrong credentials: got %v, want ErrUnauthorized", err)
+	}
+
+	good := resolve(t, ref, WithKeychain(staticKeychain{Username: "user", Password: "secret"}))
+	want := layerBytes(t, img)
+	for i := range good.Layers() {
+		b, err := good.Layer(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBlob(t, b, want[b.Digest()], 512)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	bad := []Option{
+		WithPlatform("linux"), WithMaxInFlight(0), WithRetries(-1),
+		WithRequestTimeout(0), WithRetryBudget(-1), WithBackoff(0, 1),
+		WithTransport(nil), WithKeychain(nil), WithLogger(nil),
+	}
+	for i, opt := range bad {
+		if _, err := Resolve(t.Context(), "localhost:1/x:y", opt); err == nil || errors.Is(err, ErrUnavailable) {
+			t.Errorf("option %d: got %v, want a validation error", i, err)
+		}
+	}
+	if _, err := makeOptions([]Option{WithBackoff(2, 1)}); err == nil {
+		t.Error("min backoff above max accepted")
+	}
+}
+
+func TestPlainHTTP(t *testing.T) {
+	for reg, want := range map[string]bool{
+		"localhost:5000": true, "localhost": true, "127.0.0.1:5000": true, "127.1.2.3": true,
+		"[::1]:5000": true, "registry.example.com": false, "10.0.0.1:5000": false, "localhost.example.com": false,
+	} {
+		if got := isLoopback(reg); got != want {
+			t.Errorf("isLoopback(%q) = %v", reg, got)
+		}
+	}
+	for _, tt := range []struct {
+		ref      string
+		insecure bool
+		scheme   string
+	}{
+		{"registry.example.com/x:y", false, "https"},
+		{"registry.example.com/x:y", true, "http"},
+		{"[::1]:5000/x:y", false, "http"},
+	} {
+		r, err := parseReference(tt.ref, tt.insecure)
+		if err != nil || r.Context().Scheme() != tt.scheme {
+			t.Errorf("parseReference(%q, %v): scheme %v, %v; want %s", tt.ref, tt.insecure, r, err, tt.scheme)
+		}
+	}
+}
