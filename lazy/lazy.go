@@ -1,0 +1,237 @@
+package lazy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	digest "github.com/opencontainers/go-digest"
+	"github.com/stratafs/strata/layer"
+	"golang.org/x/sync/singleflight"
+)
+
+// Sentinel errors, tested with errors.Is; they arrive wrapped with the layer
+// and the place concerned.
+var (
+	// ErrFormat: the blob has no eStargz or zstd:chunked footer naming a TOC
+	// inside it.
+	ErrFormat = errors.New("lazy: not an eStargz or zstd:chunked blob")
+	// ErrTOCDigest: the TOC does not match the digest the manifest gives.
+	ErrTOCDigest = errors.New("lazy: TOC digest mismatch")
+	// ErrInvalidTOC: the TOC matches its digest but describes no possible
+	// tar (bad names, overlapping or out-of-range chunks, ...).
+	ErrInvalidTOC = errors.New("lazy: invalid TOC")
+	// ErrChunkDigest: a chunk's bytes do not match its digest in the TOC.
+	ErrChunkDigest = errors.New("lazy: chunk digest mismatch")
+)
+
+// Blob is random access to a layer blob (compressed, as the registry stores
+// it). lazy/remote provides one over HTTP Range requests. ReadAt follows
+// io.ReaderAt's contract and may be called concurrently.
+type Blob interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	Size() int64
+}
+
+// Layer is an eStargz or zstd:chunked layer whose tree is known from its TOC
+// and whose file bytes are fetched from the blob when first read.
+type Layer struct {
+	name     string
+	blob     Blob
+	format   *format
+	idx      *index
+	store    ChunkStore
+	maxChunk int64
+	fetches  singleflight.Group // one fetch per chunk digest at a time
+}
+
+var _ layer.Layer = (*Layer)(nil)
+
+// Open reads the blob's footer and TOC, verifies the TOC against tocDigest
+// (the manifest's containerd.io/snapshot/stargz/toc.digest annotation, or for
+// zstd:chunked its io.github.containers.zstd-chunked.manifest-checksum) and
+// builds the layer's tree. ctx bounds only these reads.
+func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Option) (*Layer, error) {
+	var o options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	o.setDefaults()
+	if o.name == "" {
+		o.name = tocDigest.String()
+	}
+	if err := tocDigest.Validate(); err != nil {
+		return nil, fmt.Errorf("lazy %s: TOC digest: %w", o.name, err)
+	}
+	if blob.Size() < 0 {
+		return nil, fmt.Errorf("lazy %s: blob size %d", o.name, blob.Size())
+	}
+	t, err := loadTOC(ctx, blob, tocDigest, &o)
+	if err != nil {
+		return nil, fmt.Errorf("lazy %s: %w", o.name, err)
+	}
+	idx, err := buildIndex(t, &o)
+	if err != nil {
+		return nil, fmt.Errorf("lazy %s: %w", o.name, err)
+	}
+	return &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize}, nil
+}
+
+func (l *Layer) String() string { return l.name }
+
+// Format names the blob's format: "estargz", "estargz (legacy footer)" or
+// "zstd:chunked".
+func (l *Layer) Format() string { return l.format.name }
+
+// Root describes the root directory.
+func (l *Layer) Root(ctx context.Context) (layer.Entry, error) {
+	return l.idx.nodes[""].e, nil
+}
+
+// ReadDir lists the directory at p: visible entries and whiteouts, sorted
+// by name. A name both present and whited out in this layer is present.
+// The entries' Xattrs maps belong to the layer: callers only read them.
+func (l *Layer) ReadDir(ctx context.Context, p string) (layer.Dir, error) {
+	n, err := l.lookup(p)
+	if err != nil {
+		return layer.Dir{}, err
+	}
+	if n.e.Type != layer.TypeDir {
+		return layer.Dir{}, fmt.Errorf("lazy %s: %q: %w", l.name, p, layer.ErrNotDir)
+	}
+	d := layer.Dir{Opaque: n.opaque, Entries: make([]layer.Entry, 0, len(n.kids)+len(n.white))}
+	for _, k := range n.kids {
+		d.Entries = append(d.Entries, k.e)
+	}
+	for _, w := range n.white {
+		if _, found := d.Find(w); !found {
+			d.Entries = append(d.Entries, layer.Entry{Name: w, Type: layer.TypeWhiteout})
+		}
+	}
+	if len(n.white) > 0 {
+		slices.SortFunc(d.Entries, func(a, b layer.Entry) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return d, nil
+}
+
+// lookup finds the node at p, telling a missing name from a path through a
+// non-directory as a filesystem would.
+func (l *Layer) lookup(p string) (*node, error) {
+	if !layer.ValidPath(p) {
+		return nil, fmt.Errorf("lazy %s: %q: %w", l.name, p, layer.ErrInvalidPath)
+	}
+	if n, ok := l.idx.nodes[p]; ok {
+		return n, nil
+	}
+	for q := p; q != ""; {
+		q = parentPath(q)
+		if n, ok := l.idx.nodes[q]; ok {
+			if n.e.Type != layer.TypeDir {
+				return nil, fmt.Errorf("lazy %s: %q: %w", l.name, p, layer.ErrNotDir)
+			}
+			break
+		}
+	}
+	return nil, fmt.Errorf("lazy %s: %q: %w", l.name, p, layer.ErrNotExist)
+}
+
+// Open opens the regular file at p. Nothing is fetched until it is read.
+func (l *Layer) Open(ctx context.Context, p string) (layer.Content, error) {
+	n, err := l.lookup(p)
+	if err != nil {
+		return nil, err
+	}
+	if n.e.Type != layer.TypeReg {
+		return nil, fmt.Errorf("lazy %s: open %q: not a regular file", l.name, p)
+	}
+	return &Content{l: l, path: p, f: n.file}, nil
+}
+
+// Links returns every path of the layer that names the hard-linked file with
+// the given ID (nothing for a file with one name).
+func (l *Layer) Links(ctx context.Context, id uint64) ([]string, error) {
+	return slices.Clone(l.idx.links[id]), nil
+}
+
+// Content is an open regular file of a Layer.
+type Content struct {
+	l      *Layer
+	path   string
+	f      *fileData
+	closed atomic.Bool
+}
+
+var _ layer.Content = (*Content)(nil)
+
+// ReadAt reads with context.Background(): io.ReaderAt has no context, and
+// the one given to Open belongs to the open(2) that asked for it. Callers
+// that can cancel a read use ReadAtContext.
+func (c *Content) ReadAt(p []byte, off int64) (int, error) {
+	return c.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext reads len(p) bytes at off, fetching and verifying the chunks
+// that hold them, and follows io.ReaderAt's contract. Every byte returned has
+// been checked against its chunk's digest.
+func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if c.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("lazy %s: read %q at %d: negative offset", c.l.name, c.path, off)
+	}
+	n := 0
+	for n < len(p) && off < c.f.size {
+		ch := c.f.find(off)
+		data, err := c.l.chunk(ctx, ch)
+		if err != nil {
+			return n, fmt.Errorf("lazy %s: read %q at %d: %w", c.l.name, c.path, off, err)
+		}
+		k := copy(p[n:], data[off-ch.off:])
+		n += k
+		off += int64(k)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Close ends the use of c; later reads fail.
+func (c *Content) Close() error {
+	c.closed.Store(true)
+	return nil
+}
+
+// chunk returns a chunk's verified bytes from the store or the blob. The
+// result is shared: callers only copy from it.
+func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
+	if data, ok := l.store.Get(c.digest); ok && int64(len(data)) == c.size {
+		return data, nil
+	}
+	// The size is part of the key: a lying TOC may give one digest two sizes,
+	// and a waiter must never get a chunk shorter than it indexes.
+	key := fmt.Sprintf("%s/%d", c.digest, c.size)
+	v, err, _ := l.fetches.Do(key, func() (any, error) {
+		data, err := l.fetchChunk(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		l.store.Put(c.digest, data)
+		return data, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if data := v.([]byte); int64(len(data)) == c.size {
+		return data, nil
+	}
+	return nil, fmt.Errorf("%w: chunk at %d is not %d bytes", ErrChunkDigest, c.cOff, c.size)
+}

@@ -1,0 +1,258 @@
+package lazy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// format is one lazily readable blob format, as the estargz library knows
+// it: where its footer is, how its TOC is compressed, and how its chunks are.
+type format struct {
+	name string
+	dec  tocDecompressor
+	zstd bool // chunks are zstd frames; otherwise gzip members
+}
+
+// tocDecompressor is what the estargz library's decompressors offer beyond
+// estargz.Decompressor: the TOC JSON as bytes, before anything parses it.
+type tocDecompressor interface {
+	estargz.Decompressor
+	DecompressTOC(r io.Reader) (io.ReadCloser, error)
+}
+
+// formats are tried in the order estargz.Open tries them.
+var formats = []*format{
+	{name: "estargz", dec: new(estargz.GzipDecompressor)},
+	{name: "estargz (legacy footer)", dec: new(estargz.LegacyGzipDecompressor)},
+	{name: "zstd:chunked", dec: new(zstdchunked.Decompressor), zstd: true},
+}
+
+// maxFooterSize is the largest footer of any format (eStargz's 51 bytes).
+const maxFooterSize = estargz.FooterSize
+
+// tocLocation is where a footer says the TOC is.
+type tocLocation struct {
+	f          *format
+	payloadEnd int64 // end of the chunk data; the TOC (or its frame) starts here
+	off, size  int64 // the compressed TOC
+}
+
+// loadedTOC is a TOC that matched the expected digest, decoded.
+type loadedTOC struct {
+	f          *format
+	payloadEnd int64
+	entries    []*estargz.TOCEntry
+}
+
+// loadTOC reads the footer and the TOC, checks the TOC against want before
+// parsing it, and decodes its entries. The blob is read twice: its last
+// bytes, then everything from the TOC on.
+func loadTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*loadedTOC, error) {
+	size := b.Size()
+	n := min(size, maxFooterSize)
+	tail, err := readFull(ctx, b, size-n, n)
+	if err != nil {
+		return nil, fmt.Errorf("read footer: %w", err)
+	}
+	locs := findTOC(tail, size)
+	if len(locs) == 0 {
+		return nil, ErrFormat
+	}
+	for _, l := range locs {
+		if l.size > o.maxTOCSize {
+			return nil, fmt.Errorf("%w: %s TOC of %d bytes is over the limit of %d", ErrInvalidTOC, l.f.name, l.size, o.maxTOCSize)
+		}
+	}
+	start := size - n
+	for _, l := range locs {
+		start = min(start, l.off)
+	}
+	head, err := readFull(ctx, b, start, size-n-start)
+	if err != nil {
+		return nil, fmt.Errorf("read TOC: %w", err)
+	}
+	region := append(head, tail...)
+	var errs []error
+	for _, l := range locs {
+		t, err := verifyTOC(l, region[l.off-start:l.off-start+l.size], want, o)
+		if err == nil {
+			return t, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", l.f.name, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// findTOC returns the TOC locations named by the footers found in tail (the
+// last bytes of a blob of the given size) that lie inside the blob.
+func findTOC(tail []byte, size int64) []tocLocation {
+	var locs []tocLocation
+	for _, f := range formats {
+		fs := f.dec.FooterSize()
+		if fs > int64(len(tail)) {
+			continue
+		}
+		payload, off, tsize, err := parseFooter(f.dec, tail[int64(len(tail))-fs:])
+		if err != nil {
+			continue
+		}
+		if off >= 0 && tsize <= 0 {
+			tsize = size - off - fs // estargz.Open's rule: the TOC runs up to the footer
+		}
+		if payload < 0 || off < payload || tsize <= 0 || off > size-fs-tsize {
+			continue
+		}
+		locs = append(locs, tocLocation{f: f, payloadEnd: payload, off: off, size: tsize})
+	}
+	return locs
+}
+
+// parseFooter calls the library's footer parser, which indexes the bytes it
+// is given by offsets read from those bytes: a crafted footer can make it
+// panic, and a blob's bytes must never crash strata.
+func parseFooter(d estargz.Decompressor, p []byte) (payload, off, size int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed footer: %v", r)
+		}
+	}()
+	return d.ParseFooter(p)
+}
+
+// verifyTOC decompresses the TOC at l, compares it with want and only then
+// decodes it. want may be the digest of the TOC JSON (eStargz's
+// containerd.io/snapshot/stargz/toc.digest) or of the compressed TOC
+// (zstd:chunked's io.github.containers.zstd-chunked.manifest-checksum).
+func verifyTOC(l tocLocation, compressed []byte, want digest.Digest, o *options) (*loadedTOC, error) {
+	jsonTOC, err := decompressTOC(l.f.dec, compressed, o.maxTOCSize)
+	if err != nil {
+		return nil, err
+	}
+	alg := want.Algorithm()
+	got := alg.FromBytes(jsonTOC)
+	if got != want && alg.FromBytes(compressed) != want {
+		return nil, fmt.Errorf("%w: TOC JSON is %s, want %s", ErrTOCDigest, got, want)
+	}
+	entries, err := decodeTOC(jsonTOC, o.maxEntries)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTOC, err)
+	}
+	return &loadedTOC{f: l.f, payloadEnd: l.payloadEnd, entries: entries}, nil
+}
+
+func decompressTOC(d tocDecompressor, compressed []byte, limit int64) (_ []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed TOC: %v", r)
+		}
+	}()
+	rc, err := d.DecompressTOC(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, fmt.Errorf("decompress TOC: %w", err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompress TOC: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("TOC JSON larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+// decodeTOC decodes the JSON object {"version": N, "entries": [...]} one
+// entry at a time, so that an entry count past limit is refused before it is
+// allocated. Keys match as encoding/json matches them (case-insensitively).
+func decodeTOC(data []byte, limit int) ([]*estargz.TOCEntry, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	var entries []*estargz.TOCEntry
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		if !strings.EqualFold(key, "entries") {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if entries, err = decodeEntries(dec, limit); err != nil {
+			return nil, err
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the TOC object")
+	}
+	return entries, nil
+}
+
+func decodeEntries(dec *json.Decoder, limit int) ([]*estargz.TOCEntry, error) {
+	if err := expectDelim(dec, '['); err != nil {
+		return nil, err
+	}
+	var entries []*estargz.TOCEntry
+	for dec.More() {
+		if len(entries) >= limit {
+			return nil, fmt.Errorf("more than %d entries", limit)
+		}
+		e := new(estargz.TOCEntry)
+		if err := dec.Decode(e); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", len(entries), err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, expectDelim(dec, ']')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("TOC JSON: got %v, want %v", tok, want)
+	}
+	return nil
+}
+
+// readFull reads n bytes at off, or fails.
+func readFull(ctx context.Context, b Blob, off, n int64) ([]byte, error) {
+	p := make([]byte, n)
+	got := 0
+	for got < len(p) {
+		k, err := b.ReadAt(ctx, p[got:], off+int64(got))
+		got += k
+		if got == len(p) {
+			break
+		}
+		if err == io.EOF {
+			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, err)
+		}
+		if k == 0 {
+			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrNoProgress)
+		}
+	}
+	return p, nil
+}
