@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/stratafs/strata/layer"
+	"github.com/stratafs/strata/lazy"
+	"github.com/stratafs/strata/lazy/remote"
 	"github.com/stratafs/strata/unionfs"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -19,19 +22,29 @@ import (
 func mountCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "mount",
-		Usage:     "mount layers as one merged tree (foreground; Ctrl-C or 'strata umount' unmounts)",
-		ArgsUsage: "MOUNTPOINT",
-		Description: "Layers are given lowest first (the base image first), each an extracted\n" +
-			"layer directory whose deletions are either OCI whiteouts (.wh.NAME,\n" +
-			".wh..wh..opq) or overlayfs ones (char device 0/0, trusted.overlay.opaque=y).\n" +
+		Usage:     "mount an image from a registry, or local layers, as one tree (foreground; Ctrl-C or 'strata umount' unmounts)",
+		ArgsUsage: "[REF] MOUNTPOINT",
+		Description: "With REF (an image reference such as registry:5000/repo:tag or\n" +
+			"repo@sha256:...), strata mounts the image straight from its registry:\n" +
+			"it fetches each layer's table of contents, and a file's bytes the first\n" +
+			"time they are read, with HTTP Range requests, each chunk verified against\n" +
+			"the layer's digests. Every layer must be eStargz or zstd:chunked (its\n" +
+			"manifest names its TOC digest). Credentials come from ~/.docker/config.json;\n" +
+			"registries on localhost or 127.0.0.1 are reached over plain HTTP.\n\n" +
+			"With --layer, strata mounts extracted layer directories instead, lowest\n" +
+			"(the base image) first, whose deletions are either OCI whiteouts (.wh.NAME,\n" +
+			".wh..wh..opq) or overlayfs ones (char device 0/0, trusted.overlay.opaque=y).\n\n" +
 			"Without --upper the mount is read-only. With --upper every change lands in\n" +
 			"that directory in overlayfs's format, so it can also be used as the\n" +
 			"upperdir of a kernel overlayfs mount of the same layers.\n\n" +
-			"Example:\n" +
+			"Examples:\n" +
+			"   strata mount --upper ctr/upper 127.0.0.1:5000/app:latest /mnt/ctr\n" +
 			"   strata mount --layer base/ --layer app/ --upper ctr/upper /mnt/ctr",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "layer", Aliases: []string{"l"}, Usage: "layer `DIR`, lowest first; repeat for each layer", Required: true},
+			&cli.StringSliceFlag{Name: "layer", Aliases: []string{"l"}, Usage: "layer `DIR`, lowest first; repeat for each layer (instead of REF)"},
 			&cli.StringFlag{Name: "upper", Aliases: []string{"u"}, Usage: "writable upper `DIR` (default: none, read-only mount)"},
+			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
+			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
@@ -42,37 +55,36 @@ func mountCommand() *cli.Command {
 }
 
 func runMount(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("mount: want exactly one MOUNTPOINT, got %d arguments (see 'strata mount --help')", c.NArg())
+	local := len(c.StringSlice("layer")) > 0
+	want := 2
+	if local {
+		want = 1
 	}
-	mnt := c.Args().First()
+	if c.NArg() != want {
+		return fmt.Errorf("mount: want REF MOUNTPOINT, or --layer DIR ... and exactly one MOUNTPOINT; got %d arguments (see 'strata mount --help')", c.NArg())
+	}
+	mnt := c.Args().Get(want - 1)
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	var layers []layer.Layer
-	defer func() {
-		for _, l := range layers {
-			l.(*layer.Local).Close()
-		}
-	}()
-	for _, dir := range c.StringSlice("layer") {
-		l, err := layer.OpenLocal(dir)
-		if err != nil {
-			return fmt.Errorf("mount: %w", err)
-		}
-		layers = append(layers, l)
-	}
-	opts := []unionfs.Option{
-		unionfs.WithTimeout(c.Duration("timeout")),
-		unionfs.WithPassthrough(!c.Bool("no-passthrough")),
-		unionfs.WithDebug(c.Bool("debug")),
-		unionfs.WithLogger(log.New(os.Stderr, "strata: ", log.LstdFlags)),
-	}
-	if up := c.String("upper"); up != "" {
-		opts = append(opts, unionfs.WithUpper(up))
-	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var layers []layer.Layer
+	var what string
+	var err error
+	if local {
+		var closeAll func()
+		layers, closeAll, err = openLocalLayers(c.StringSlice("layer"))
+		if closeAll != nil {
+			defer closeAll()
+		}
+		what = fmt.Sprintf("%d local layers", len(layers))
+	} else {
+		layers, what, err = openImage(ctx, c)
+	}
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
 	if p := c.String("cpu-profile"); p != "" {
 		stopProfile, err := startCPUProfile(p)
 		if err != nil {
@@ -80,18 +92,87 @@ func runMount(c *cli.Context) error {
 		}
 		defer stopProfile()
 	}
+	return serve(ctx, c, mnt, layers, what)
+}
+
+// serve mounts the union and serves it until it is unmounted or ctx ends.
+func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string) error {
+	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
+	opts := []unionfs.Option{
+		unionfs.WithTimeout(c.Duration("timeout")),
+		unionfs.WithPassthrough(!c.Bool("no-passthrough")),
+		unionfs.WithDebug(c.Bool("debug")),
+		unionfs.WithLogger(logger),
+	}
+	if up := c.String("upper"); up != "" {
+		opts = append(opts, unionfs.WithUpper(up))
+	}
 	srv, err := unionfs.Mount(ctx, mnt, layers, opts...)
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
+	logger.Printf("mounted %s on %s", what, mnt)
 	go func() {
 		<-ctx.Done()
 		if err := srv.Unmount(); err != nil {
-			log.Printf("strata: unmount %s: %v", mnt, err)
+			logger.Printf("unmount %s: %v", mnt, err)
 		}
 	}()
 	srv.Wait()
 	return nil
+}
+
+func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
+	var opened []*layer.Local
+	closeAll := func() {
+		for _, l := range opened {
+			l.Close()
+		}
+	}
+	layers := make([]layer.Layer, 0, len(dirs))
+	for _, dir := range dirs {
+		l, err := layer.OpenLocal(dir)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		opened = append(opened, l)
+		layers = append(layers, l)
+	}
+	return layers, closeAll, nil
+}
+
+// openImage resolves the image reference and opens each layer lazily.
+func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, error) {
+	ref := c.Args().First()
+	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
+	if p := c.String("platform"); p != "" {
+		ropts = append(ropts, remote.WithPlatform(p))
+	}
+	img, err := remote.Resolve(ctx, ref, ropts...)
+	if err != nil {
+		return nil, "", err
+	}
+	descs := img.Layers()
+	ils := make([]lazy.ImageLayer, len(descs))
+	for i, d := range descs {
+		blob, err := img.Layer(i)
+		if err != nil {
+			return nil, "", err
+		}
+		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blob}
+	}
+	opened, err := lazy.OpenImage(ctx, ils)
+	if err != nil {
+		if errors.Is(err, lazy.ErrNotLazy) {
+			return nil, "", fmt.Errorf("%s: %w; only eStargz and zstd:chunked images can be mounted lazily so far", ref, err)
+		}
+		return nil, "", fmt.Errorf("%s: %w", ref, err)
+	}
+	layers := make([]layer.Layer, len(opened))
+	for i, l := range opened {
+		layers[i] = l
+	}
+	return layers, fmt.Sprintf("%s (%d layers)", img.Name(), len(layers)), nil
 }
 
 // checkMountpoint insists on an existing empty directory, so that a mount
