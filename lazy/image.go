@@ -15,8 +15,11 @@ const (
 	// AnnotationTOCDigest is eStargz's: the digest of the TOC JSON.
 	AnnotationTOCDigest = "containerd.io/snapshot/stargz/toc.digest"
 	// AnnotationZstdChunkedManifest is zstd:chunked's: the digest of the
-	// compressed TOC ("manifest").
+	// compressed TOC ("manifest"), as containers/storage writes it.
 	AnnotationZstdChunkedManifest = "io.github.containers.zstd-chunked.manifest-checksum"
+	// annotationZstdChunkedManifestAlt is the same digest under the key
+	// stargz-snapshotter's zstdchunked package writes.
+	annotationZstdChunkedManifestAlt = "io.containers.zstd-chunked.manifest-checksum"
 )
 
 // ErrNotLazy: a layer's manifest entry announces no TOC, so it cannot be
@@ -25,7 +28,7 @@ var ErrNotLazy = errors.New("lazy: layer announces no TOC (not eStargz or zstd:c
 
 // TOCDigest returns the TOC digest a layer's manifest annotations announce.
 func TOCDigest(annotations map[string]string) (digest.Digest, error) {
-	for _, key := range []string{AnnotationTOCDigest, AnnotationZstdChunkedManifest} {
+	for _, key := range []string{AnnotationTOCDigest, AnnotationZstdChunkedManifest, annotationZstdChunkedManifestAlt} {
 		v, ok := annotations[key]
 		if !ok {
 			continue
@@ -55,16 +58,22 @@ const openParallel = 4
 // layer's digest). It fails, naming the layer, if any layer cannot be read
 // lazily.
 func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Layer, error) {
+	// Annotations first, in order, so that a refusal names the same layer
+	// every time and costs no fetch.
+	tocs := make([]digest.Digest, len(layers))
+	for i, il := range layers {
+		toc, err := TOCDigest(il.Annotations)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
+		}
+		tocs[i] = toc
+	}
 	out := make([]*Layer, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(openParallel)
 	for i, il := range layers {
 		g.Go(func() error {
-			toc, err := TOCDigest(il.Annotations)
-			if err != nil {
-				return fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
-			}
-			l, err := Open(gctx, il.Blob, toc, append(opts[:len(opts):len(opts)], WithName(il.Digest))...)
+			l, err := Open(gctx, il.Blob, tocs[i], append(opts[:len(opts):len(opts)], WithName(il.Digest))...)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
 			}

@@ -14,6 +14,9 @@ func TestTOCDigestAnnotations(t *testing.T) {
 	if got, err := TOCDigest(map[string]string{AnnotationZstdChunkedManifest: d}); err != nil || got.String() != d {
 		t.Errorf("zstd:chunked annotation: %v, %v", got, err)
 	}
+	if got, err := TOCDigest(map[string]string{"io.containers.zstd-chunked.manifest-checksum": d}); err != nil || got.String() != d {
+		t.Errorf("zstd:chunked annotation, stargz-snapshotter's key: %v, %v", got, err)
+	}
 	if _, err := TOCDigest(nil); !errors.Is(err, ErrNotLazy) {
 		t.Errorf("no annotation: %v, want ErrNotLazy", err)
 	}
