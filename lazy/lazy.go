@@ -48,6 +48,7 @@ type Layer struct {
 	store    ChunkStore
 	maxChunk int64
 	fetches  singleflight.Group // one fetch per chunk digest at a time
+	stats    layerStats
 }
 
 var _ layer.Layer = (*Layer)(nil)
@@ -198,6 +199,7 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 		n += k
 		off += int64(k)
 	}
+	c.l.stats.served.Add(int64(n))
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -214,6 +216,7 @@ func (c *Content) Close() error {
 // result is shared: callers only copy from it.
 func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 	if data, ok := l.store.Get(c.digest); ok && int64(len(data)) == c.size {
+		l.stats.hits.Add(1)
 		return data, nil
 	}
 	// The size is part of the key: a lying TOC may give one digest two sizes,
@@ -222,8 +225,10 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 	v, err, _ := l.fetches.Do(key, func() (any, error) {
 		data, err := l.fetchChunk(ctx, c)
 		if err != nil {
+			l.stats.failed(err)
 			return nil, err
 		}
+		l.stats.fetches.Add(1)
 		l.store.Put(c.digest, data)
 		return data, nil
 	})

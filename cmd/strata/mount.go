@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/stratafs/strata/layer"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/lazy/remote"
+	"github.com/stratafs/strata/status"
 	"github.com/stratafs/strata/unionfs"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -71,6 +73,7 @@ func runMount(c *cli.Context) error {
 	defer stop()
 	var layers []layer.Layer
 	var what string
+	var collect func() []status.Layer
 	var err error
 	if local {
 		var closeAll func()
@@ -79,8 +82,9 @@ func runMount(c *cli.Context) error {
 			defer closeAll()
 		}
 		what = fmt.Sprintf("%d local layers", len(layers))
+		collect = localStatus(c.StringSlice("layer"))
 	} else {
-		layers, what, err = openImage(ctx, c)
+		layers, what, collect, err = openImage(ctx, c)
 	}
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
@@ -92,11 +96,11 @@ func runMount(c *cli.Context) error {
 		}
 		defer stopProfile()
 	}
-	return serve(ctx, c, mnt, layers, what)
+	return serve(ctx, c, mnt, layers, what, collect)
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
-func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string) error {
+func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string, collect func() []status.Layer) error {
 	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
 	opts := []unionfs.Option{
 		unionfs.WithTimeout(c.Duration("timeout")),
@@ -112,14 +116,53 @@ func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer
 		return fmt.Errorf("mount: %w", err)
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
+	served := make(chan struct{})
 	go func() {
 		<-ctx.Done()
 		if err := srv.Unmount(); err != nil {
 			logger.Printf("unmount %s: %v", mnt, err)
 		}
 	}()
+	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
 	srv.Wait()
+	close(served)
+	if err := status.Remove(status.Dir(), mnt); err != nil {
+		logger.Print(err)
+	}
 	return nil
+}
+
+// statusEvery is how often a mount rewrites its status file.
+const statusEvery = time.Second
+
+// publishStatus keeps the mount's status file current until done closes.
+// A status that cannot be written is logged once: it must not stop a mount.
+func publishStatus(done <-chan struct{}, logger *log.Logger, m *status.Mount, collect func() []status.Layer) {
+	tick := time.NewTicker(statusEvery)
+	defer tick.Stop()
+	warned := false
+	for {
+		m.Updated, m.Layers = time.Now(), collect()
+		if err := status.Write(status.Dir(), m); err != nil && !warned {
+			logger.Printf("status for 'strata stat' not published: %v", err)
+			warned = true
+		}
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func localStatus(dirs []string) func() []status.Layer {
+	return func() []status.Layer {
+		out := make([]status.Layer, len(dirs))
+		for i, d := range dirs {
+			out[i] = status.Layer{Name: d, Format: "local"}
+		}
+		return out
+	}
 }
 
 func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
@@ -141,8 +184,9 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 	return layers, closeAll, nil
 }
 
-// openImage resolves the image reference and opens each layer lazily.
-func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, error) {
+// openImage resolves the image reference and opens each layer lazily. It
+// also returns how to read the layers' counters for the status file.
+func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func() []status.Layer, error) {
 	ref := c.Args().First()
 	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
 	if p := c.String("platform"); p != "" {
@@ -150,29 +194,54 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, erro
 	}
 	img, err := remote.Resolve(ctx, ref, ropts...)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	descs := img.Layers()
 	ils := make([]lazy.ImageLayer, len(descs))
+	blobs := make([]*remote.Blob, len(descs))
 	for i, d := range descs {
-		blob, err := img.Layer(i)
-		if err != nil {
-			return nil, "", err
+		if blobs[i], err = img.Layer(i); err != nil {
+			return nil, "", nil, err
 		}
-		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blob}
+		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blobs[i]}
 	}
 	opened, err := lazy.OpenImage(ctx, ils)
 	if err != nil {
 		if errors.Is(err, lazy.ErrNotLazy) {
-			return nil, "", fmt.Errorf("%s: %w; only eStargz and zstd:chunked images can be mounted lazily so far", ref, err)
+			return nil, "", nil, fmt.Errorf("%s: %w; only eStargz and zstd:chunked images can be mounted lazily so far", ref, err)
 		}
-		return nil, "", fmt.Errorf("%s: %w", ref, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	layers := make([]layer.Layer, len(opened))
 	for i, l := range opened {
 		layers[i] = l
 	}
-	return layers, fmt.Sprintf("%s (%d layers)", img.Name(), len(layers)), nil
+	return layers, img.Name(), lazyStatus(opened, blobs), nil
+}
+
+func lazyStatus(layers []*lazy.Layer, blobs []*remote.Blob) func() []status.Layer {
+	return func() []status.Layer {
+		out := make([]status.Layer, len(layers))
+		for i, l := range layers {
+			ls, bs := l.Stats(), blobs[i].Stats()
+			out[i] = status.Layer{
+				Name: blobs[i].Digest(), Format: l.Format(), Size: blobs[i].Size(),
+				BytesFetched: bs.BytesFetched, Requests: bs.Requests, Retries: bs.Retries,
+				BytesServed: ls.BytesServed, ChunkHits: ls.ChunkHits, ChunkFetches: ls.ChunkFetches,
+				Errors: ls.FetchErrors + bs.Failures, LastError: lastError(ls, bs),
+			}
+		}
+		return out
+	}
+}
+
+// lastError is the later of a layer's last chunk error and its blob's last
+// request error.
+func lastError(ls lazy.Stats, bs remote.Stats) string {
+	if bs.LastError != nil && bs.LastErrorAt.After(ls.LastErrorAt) {
+		return bs.LastError.Error()
+	}
+	return ls.LastError
 }
 
 // checkMountpoint insists on an existing empty directory, so that a mount

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stratafs/strata/status"
+	"github.com/urfave/cli/v2"
+)
+
+func statCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stat",
+		Usage:     "show what a running mount has fetched and served, per layer",
+		ArgsUsage: "MOUNTPOINT",
+		Description: "For each layer: its size in the image, the bytes fetched from the registry\n" +
+			"(and the share of the layer that is), requests and retries, the file bytes\n" +
+			"served to readers, chunk cache hits, and the last error. The figures come\n" +
+			"from the mounting process, which updates them every second.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+		},
+		Action: runStat,
+	}
+}
+
+func runStat(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("stat: want exactly one MOUNTPOINT, got %d arguments", c.NArg())
+	}
+	m, err := status.Read(status.Dir(), c.Args().First())
+	if errors.Is(err, status.ErrStale) {
+		fmt.Fprintf(os.Stderr, "strata: stat: %v; showing its last status\n", err)
+	} else if err != nil {
+		return fmt.Errorf("stat: %w", err)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	printStatus(m)
+	return nil
+}
+
+func printStatus(m *status.Mount) {
+	fmt.Printf("source   %s\nmount    %s (pid %d, up %s, updated %s ago)\n\n", m.Source, m.Mountpoint, m.PID,
+		time.Since(m.Started).Round(time.Second), time.Since(m.Updated).Round(100*time.Millisecond))
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "LAYER\tFORMAT\tSIZE\tFETCHED\tREQUESTS\tRETRIES\tSERVED\tHITS\tERRORS\t")
+	var total status.Layer
+	for _, l := range m.Layers {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", short(l.Name), l.Format, mb(l.Size),
+			fetched(l.BytesFetched, l.Size), l.Requests, l.Retries, mb(l.BytesServed), l.ChunkHits, l.Errors)
+		total.Size += l.Size
+		total.BytesFetched += l.BytesFetched
+		total.Requests += l.Requests
+		total.Retries += l.Retries
+		total.BytesServed += l.BytesServed
+		total.ChunkHits += l.ChunkHits
+		total.Errors += l.Errors
+	}
+	fmt.Fprintf(w, "total\t\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", mb(total.Size), fetched(total.BytesFetched, total.Size),
+		total.Requests, total.Retries, mb(total.BytesServed), total.ChunkHits, total.Errors)
+	w.Flush()
+	for _, l := range m.Layers {
+		if l.LastError != "" {
+			fmt.Printf("\n%s last error: %s", short(l.Name), l.LastError)
+		}
+	}
+}
+
+func short(name string) string {
+	if len(name) > 19 {
+		return name[:19] + "…"
+	}
+	return name
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+func fetched(n, of int64) string {
+	if of == 0 {
+		return mb(n)
+	}
+	return fmt.Sprintf("%s (%.1f%%)", mb(n), 100*float64(n)/float64(of))
+}

@@ -1,0 +1,48 @@
+package lazy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats are a layer's counters since it was opened, for `strata stat`.
+type Stats struct {
+	BytesServed  int64 // file bytes returned to readers
+	ChunkHits    int64 // chunks found in the chunk store
+	ChunkFetches int64 // chunks fetched from the blob, decompressed and verified
+	FetchErrors  int64 // chunk fetches or verifications that failed
+	LastError    string
+	LastErrorAt  time.Time
+}
+
+// layerStats is Stats kept current under concurrent reads.
+type layerStats struct {
+	served, hits, fetches, errors atomic.Int64
+
+	mu        sync.Mutex // guards lastError and lastAt
+	lastError string
+	lastAt    time.Time
+}
+
+func (s *layerStats) failed(err error) {
+	s.errors.Add(1)
+	s.mu.Lock()
+	s.lastError, s.lastAt = err.Error(), time.Now()
+	s.mu.Unlock()
+}
+
+// Stats returns a snapshot of the layer's counters.
+func (l *Layer) Stats() Stats {
+	s := &l.stats
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		BytesServed:  s.served.Load(),
+		ChunkHits:    s.hits.Load(),
+		ChunkFetches: s.fetches.Load(),
+		FetchErrors:  s.errors.Load(),
+		LastError:    s.lastError,
+		LastErrorAt:  s.lastAt,
+	}
+}

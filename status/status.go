@@ -1,0 +1,136 @@
+package status
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotMounted: no status file for the mountpoint.
+	ErrNotMounted = errors.New("status: no strata mount there")
+	// ErrStale: a status file whose process no longer runs.
+	ErrStale = errors.New("status: stale (the mounting process is gone)")
+)
+
+// Layer is what one layer of a mount has done so far.
+type Layer struct {
+	Name         string `json:"name"`             // digest of a registry layer, directory of a local one
+	Format       string `json:"format,omitempty"` // estargz, zstd:chunked, or local
+	Size         int64  `json:"size"`             // bytes in the image (compressed blob)
+	BytesFetched int64  `json:"bytes_fetched"`    // from the registry
+	Requests     int64  `json:"requests"`
+	Retries      int64  `json:"retries"`
+	BytesServed  int64  `json:"bytes_served"` // file bytes returned to readers
+	ChunkHits    int64  `json:"chunk_hits"`
+	ChunkFetches int64  `json:"chunk_fetches"`
+	Errors       int64  `json:"errors"`
+	LastError    string `json:"last_error,omitempty"`
+}
+
+// Mount describes one running mount.
+type Mount struct {
+	Mountpoint string    `json:"mountpoint"`
+	Source     string    `json:"source"` // the image, pinned by digest, or "local layers"
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"`
+	Updated    time.Time `json:"updated"`
+	Layers     []Layer   `json:"layers"`
+}
+
+// Dir is the runtime directory for status files.
+func Dir() string {
+	if d := os.Getenv("STRATA_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	return "/run/strata"
+}
+
+// Path is the status file of the mount at mountpoint.
+func Path(dir, mountpoint string) (string, error) {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(abs)))
+	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".json"), nil
+}
+
+// Write replaces the status file of m.Mountpoint in dir.
+func Write(dir string, m *Mount) error {
+	p, err := Path(dir, m.Mountpoint)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("status: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+// Read returns the status of the mount at mountpoint; ErrNotMounted when
+// there is none, ErrStale (with the last status) when its process is gone.
+func Read(dir, mountpoint string) (*Mount, error) {
+	p, err := Path(dir, mountpoint)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", mountpoint, ErrNotMounted)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	var m Mount
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("status %s: %w", p, err)
+	}
+	if !alive(m.PID) {
+		return &m, fmt.Errorf("%s: pid %d: %w", mountpoint, m.PID, ErrStale)
+	}
+	return &m, nil
+}
+
+// Remove deletes the status file of the mount at mountpoint.
+func Remove(dir, mountpoint string) error {
+	p, err := Path(dir, mountpoint)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("status: %w", err)
+	}
+	return nil
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
