@@ -6,17 +6,25 @@
 #   app layer:  /app/hello.py and an OCI whiteout (.wh.motd) deleting /etc/motd
 #   upper dir:  where the container's writes land, in overlayfs format
 #
-# It mounts base+app+upper with `strata mount`, runs python3 in a chroot of
-# the union, deletes a base file, shows what landed in the upper and that the
-# whiteouts hold, unmounts, mounts the same upper with kernel overlayfs to
-# show its format, and removes everything it made. Run as root: `make demo`.
-# STRATA_DEMO_ENGINE=overlay runs the same steps on kernel overlayfs instead,
+# By default (STRATA_DEMO_ENGINE=registry) it hands the two layers to
+# scripts/demo (Go), which pushes them as an ordinary gzip image to an
+# in-process registry on loopback, converts it with `strata convert`, mounts
+# the converted image lazily with `strata mount REF`, runs python3 in a chroot
+# of it and reports how much of the image the mount fetched.
+#
+# STRATA_DEMO_ENGINE=local mounts the layer directories themselves with
+# `strata mount --layer`, runs python3 in a chroot of the union, deletes a base
+# file, shows what landed in the upper and that the whiteouts hold, unmounts,
+# and mounts the same upper with kernel overlayfs to show its format.
+# STRATA_DEMO_ENGINE=overlay runs the local steps on kernel overlayfs instead,
 # which is the reference strata's semantics are checked against.
+#
+# Every engine removes everything it made. Run as root: `make demo`.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 STRATA=$PWD/bin/strata
-ENGINE=${STRATA_DEMO_ENGINE:-strata}
+ENGINE=${STRATA_DEMO_ENGINE:-registry}
 HOST_PYTHON=/usr/bin/python3
 MAX_BASE_MB=60
 
@@ -27,6 +35,7 @@ UPPER=$WORK/upper
 MNT=$WORK/mnt
 LOG=$WORK/strata.log
 STRATA_PID=""
+DEMO_PID=""
 
 section() { printf '\n=== %s ===\n' "$*"; }
 
@@ -44,15 +53,13 @@ is_mounted() {
 cleanup() {
 	local rc=$?
 	trap - EXIT
+	stop_pid "$DEMO_PID"
 	if is_mounted "$MNT"; then
-		if [[ $ENGINE == strata ]]; then "$STRATA" umount "$MNT" 2>/dev/null || true; fi
+		if [[ $ENGINE != overlay ]]; then "$STRATA" umount "$MNT" 2>/dev/null || true; fi
 		sleep 0.2
 		if is_mounted "$MNT"; then umount -l "$MNT" 2>/dev/null || true; fi
 	fi
-	if [[ -n $STRATA_PID ]] && kill -0 "$STRATA_PID" 2>/dev/null; then
-		kill "$STRATA_PID" 2>/dev/null || true
-		wait "$STRATA_PID" 2>/dev/null || true
-	fi
+	stop_pid "$STRATA_PID"
 	if ((rc != 0)) && [[ -s $LOG ]]; then
 		echo "--- strata log (last 20 lines) ---" >&2
 		tail -n 20 "$LOG" >&2
@@ -64,15 +71,32 @@ cleanup() {
 	fi
 	exit "$rc"
 }
+# stop_pid stops a child we started, by its PID: SIGTERM (the Go program
+# and strata mount both unmount on it), then SIGKILL after 10 s.
+stop_pid() {
+	local pid=$1 i
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
 trap cleanup EXIT
+# Children run in the background and are waited for, so that a signal runs
+# cleanup at once instead of after the child has finished.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 preflight() {
 	[[ $(id -u) -eq 0 ]] || die "must run as root (FUSE mount and chroot)"
 	[[ -x $HOST_PYTHON ]] || die "$HOST_PYTHON missing (apt-get install python3)"
 	case $ENGINE in
-	strata) [[ -x $STRATA ]] || die "$STRATA not built (run: make build)" ;;
+	registry | local) [[ -x $STRATA ]] || die "$STRATA not built (run: make build)" ;;
 	overlay) ;;
-	*) die "STRATA_DEMO_ENGINE must be strata or overlay, not $ENGINE" ;;
+	*) die "STRATA_DEMO_ENGINE must be registry, local or overlay, not $ENGINE" ;;
 	esac
 }
 
@@ -268,17 +292,36 @@ reuse_upper_with_overlayfs() {
 	((ok)) || die "kernel overlayfs sees a different tree in the upper"
 }
 
+# run_registry builds scripts/demo (so that the PID we stop is the
+# program's own, not go run's) and runs it on the two layers.
+run_registry() {
+	section "Building scripts/demo (the registry story, in Go)"
+	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+	go build -o "$WORK/strata-demo" ./scripts/demo || die "go build ./scripts/demo failed"
+	echo "+ go run ./scripts/demo -strata bin/strata -work WORK -layer base -layer app"
+	"$WORK/strata-demo" -strata "$STRATA" -work "$WORK" -layer "$BASE" -layer "$APP" &
+	DEMO_PID=$!
+	local rc=0
+	wait "$DEMO_PID" || rc=$?
+	DEMO_PID=""
+	((rc == 0)) || die "scripts/demo exited with status $rc"
+}
+
 main() {
 	local start=$SECONDS
 	preflight
 	build_base
 	build_app
+	if [[ $ENGINE == registry ]]; then
+		run_registry
+		return
+	fi
 	mount_union
 	run_in_chroot
 	show_upper
 	show_whiteout
 	unmount_union
-	if [[ $ENGINE == strata ]]; then reuse_upper_with_overlayfs; fi
+	if [[ $ENGINE == local ]]; then reuse_upper_with_overlayfs; fi
 	printf '\ndemo: OK (%s): python3 ran from a 2-layer union, its write landed in the upper, whiteouts held, clean unmount, upper reusable by overlayfs; %ds\n' \
 		"$ENGINE" $((SECONDS - start))
 }
