@@ -104,7 +104,7 @@ func newProgressPrinter() func(convert.Progress) {
 		case p.Done:
 			state = string(p.Format) + " done"
 		}
-		line := fmt.Sprintf("layer %d/%d %s %s → %s %s", p.Index+1, p.Count, shortDigest(p.Source), megabytes(p.BytesIn), megabytes(p.BytesOut), state)
+		line := fmt.Sprintf("layer %d/%d %s %s → %s %s", p.Index+1, p.Count, shortDigest(p.Source), size(p.BytesIn), size(p.BytesOut), state)
 		end := "\n"
 		if tty {
 			line, end = "\r\033[K"+line, ""
@@ -123,6 +123,15 @@ func shortDigest(d string) string {
 	return d
 }
 
-func megabytes(n int64) string {
-	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+// size prints a byte count the way a person reads it: B, kB, MB or GB.
+func size(n int64) string {
+	switch {
+	case n < 1e3:
+		return fmt.Sprintf("%d B", n)
+	case n < 1e6:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	case n < 1e9:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.2f GB", float64(n)/1e9)
 }

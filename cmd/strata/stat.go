@@ -54,8 +54,8 @@ func printStatus(m *status.Mount) {
 	fmt.Fprintln(w, "LAYER\tFORMAT\tSIZE\tFETCHED\tREQUESTS\tRETRIES\tSERVED\tHITS\tERRORS\t")
 	var total status.Layer
 	for _, l := range m.Layers {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", short(l.Name), l.Format, mb(l.Size),
-			fetched(l.BytesFetched, l.Size), l.Requests, l.Retries, mb(l.BytesServed), l.ChunkHits, l.Errors)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", short(l.Name), l.Format, size(l.Size),
+			fetched(l.BytesFetched, l.Size), l.Requests, l.Retries, size(l.BytesServed), l.ChunkHits, l.Errors)
 		total.Size += l.Size
 		total.BytesFetched += l.BytesFetched
 		total.Requests += l.Requests
@@ -64,8 +64,8 @@ func printStatus(m *status.Mount) {
 		total.ChunkHits += l.ChunkHits
 		total.Errors += l.Errors
 	}
-	fmt.Fprintf(w, "total\t\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", mb(total.Size), fetched(total.BytesFetched, total.Size),
-		total.Requests, total.Retries, mb(total.BytesServed), total.ChunkHits, total.Errors)
+	fmt.Fprintf(w, "total\t\t%s\t%s\t%d\t%d\t%s\t%d\t%d\t\n", size(total.Size), fetched(total.BytesFetched, total.Size),
+		total.Requests, total.Retries, size(total.BytesServed), total.ChunkHits, total.Errors)
 	w.Flush()
 	for _, l := range m.Layers {
 		if l.LastError != "" {
@@ -81,11 +81,10 @@ func short(name string) string {
 	return name
 }
 
-func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 func fetched(n, of int64) string {
 	if of == 0 {
-		return mb(n)
+		return size(n)
 	}
-	return fmt.Sprintf("%s (%.1f%%)", mb(n), 100*float64(n)/float64(of))
+	return fmt.Sprintf("%s (%.1f%%)", size(n), 100*float64(n)/float64(of))
 }
