@@ -1,0 +1,373 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Store satisfies lazy.ChunkStore without importing lazy; this is its
+// method set.
+var _ interface {
+	Get(digest.Digest) ([]byte, bool)
+	Put(digest.Digest, []byte)
+} = (*Store)(nil)
+
+// newStore opens a Store on a fresh directory, logging to the test.
+func newStore(t *testing.T, opts ...Option) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	opts = append([]Option{WithLogger(testLogger(t))}, opts...)
+	s, err := Open(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+type testChunk struct {
+	data []byte
+	d    digest.Digest
+}
+
+var (
+	chunksMu sync.Mutex // guards chunks
+	chunks   = map[int]testChunk{}
+)
+
+// chunk returns the i-th test chunk, of varying size, and its digest:
+// sha256 for even i, sha512 for odd i. Every process computes the same.
+// Callers must not modify the bytes: they are shared.
+func chunk(i int) ([]byte, digest.Digest) {
+	chunksMu.Lock()
+	defer chunksMu.Unlock()
+	c, ok := chunks[i]
+	if !ok {
+		c.data, c.d = makeChunk(i)
+		chunks[i] = c
+	}
+	return c.data, c.d
+}
+
+func makeChunk(i int) ([]byte, digest.Digest) {
+	r := rand.New(rand.NewPCG(uint64(i), 42))
+	data := make([]byte, 1+r.IntN(128<<10)+8)
+	for j := 0; j+8 <= len(data); j += 8 {
+		binary.LittleEndian.PutUint64(data[j:], r.Uint64())
+	}
+	data = data[:len(data)-8]
+	alg := digest.SHA256
+	if i%2 == 1 {
+		alg = digest.SHA512
+	}
+	return data, alg.FromBytes(data)
+}
+
+func entryPath(dir string, d digest.Digest) string {
+	enc := d.Encoded()
+	return filepath.Join(dir, "chunks", d.Algorithm().String(), enc[:2], enc)
+}
+
+func tmpEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestRoundTrip(t *testing.T) {
+	s, dir := newStore(t, WithSync(true))
+	for _, size := range []int{0, 1, 4096, 1<<20 + 3} {
+		for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
+			data := bytes.Repeat([]byte{byte(size)}, size)
+			d := alg.FromBytes(data)
+			s.Put(d, data)
+			got, ok := s.Get(d)
+			if !ok || !bytes.Equal(got, data) {
+				t.Fatalf("%s size %d: Get = %d bytes, %v", alg, size, len(got), ok)
+			}
+			if _, err := os.Stat(entryPath(dir, d)); err != nil {
+				t.Errorf("entry not at its documented place: %v", err)
+			}
+		}
+	}
+	want := Stats{Hits: 8, Puts: 8}
+	if st := s.Stats(); st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestGetMissing(t *testing.T) {
+	s, _ := newStore(t)
+	_, d := chunk(0)
+	for _, d := range []digest.Digest{
+		d,
+		"",
+		"sha256:zz",
+		"md5:d41d8cd98f00b204e9800998ecf8427e",
+		"sha256:../../../../etc/passwd",
+		digest.Digest("sha256:" + strings.Repeat("A", 64)),
+	} {
+		if got, ok := s.Get(d); ok || got != nil {
+			t.Errorf("Get(%q) = %d bytes, %v; want a miss", d, len(got), ok)
+		}
+	}
+	if st := s.Stats(); st.Misses != 6 || st.Hits != 0 || st.Errors != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestCorruptEntry(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func([]byte) []byte
+	}{
+		{"bit flip", func(b []byte) []byte { b[len(b)/2] ^= 0x01; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"emptied", func(b []byte) []byte { return b[:0] }},
+		{"grown", func(b []byte) []byte { return append(b, 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			data, d := chunk(3)
+			s.Put(d, data)
+			p := entryPath(dir, d)
+			onDisk, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, tc.spoil(onDisk), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := s.Get(d); ok {
+				t.Fatalf("Get returned %d bytes of a corrupt entry", len(got))
+			}
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("corrupt entry still on disk: %v", err)
+			}
+			if st := s.Stats(); st.Corrupt != 1 || st.Misses != 1 {
+				t.Errorf("Stats = %+v", st)
+			}
+			s.Put(d, data) // the next fetch repairs it
+			if got, ok := s.Get(d); !ok || !bytes.Equal(got, data) {
+				t.Errorf("Get after re-Put = %d bytes, %v", len(got), ok)
+			}
+		})
+	}
+}
+
+// TestNotAnEntry plants things at an entry's path that cannot be entries:
+// Get must neither hang, nor allocate their claimed size, nor return them.
+func TestNotAnEntry(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(p string) error
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"huge sparse file", func(p string) error {
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				return err
+			}
+			return os.Truncate(p, MaxEntrySize+1)
+		}},
+		{"empty dir", func(p string) error { return os.Mkdir(p, 0o755) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			data, d := chunk(7)
+			s.Put(d, data)
+			p := entryPath(dir, d)
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.plant(p); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := s.Get(d); ok {
+				t.Fatalf("Get returned %d bytes", len(got))
+			}
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				t.Errorf("still at the entry's path: %v", err)
+			}
+			if st := s.Stats(); st.Corrupt != 1 {
+				t.Errorf("Stats = %+v", st)
+			}
+		})
+	}
+}
+
+func TestPutRefusesMismatch(t *testing.T) {
+	s, dir := newStore(t)
+	data, d := chunk(4)
+	other, _ := chunk(5)
+	s.Put(d, other)
+	s.Put("sha256:nothex", data)
+	s.Put("", data)
+	if got, ok := s.Get(d); ok {
+		t.Fatalf("Get returned %d bytes that were refused", len(got))
+	}
+	if _, err := os.Stat(entryPath(dir, d)); !os.IsNotExist(err) {
+		t.Errorf("refused data reached the disk: %v", err)
+	}
+	if st := s.Stats(); st.Rejected != 3 || st.Puts != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestPutKeepsExistingEntry(t *testing.T) {
+	s, dir := newStore(t)
+	data, d := chunk(6)
+	s.Put(d, data)
+	before, err := os.Stat(entryPath(dir, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put(d, data)
+	after, err := os.Stat(entryPath(dir, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("second Put replaced the entry")
+	}
+	if st := s.Stats(); st.Puts != 1 {
+		t.Errorf("Puts = %d, want 1", st.Puts)
+	}
+}
+
+// TestDirRemovedUnderneath: clearing the cache by hand while a Store is
+// open costs misses, not a Store that can no longer write.
+func TestDirRemovedUnderneath(t *testing.T) {
+	s, dir := newStore(t)
+	data, d := chunk(8)
+	s.Put(d, data)
+	for _, sub := range []string{"chunks", "tmp"} {
+		if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s.Get(d); ok {
+		t.Fatal("Get hit on a removed entry")
+	}
+	s.Put(d, data)
+	if got, ok := s.Get(d); !ok || !bytes.Equal(got, data) {
+		t.Errorf("Get after re-Put = %d bytes, %v", len(got), ok)
+	}
+}
+
+func TestStaleTempFilesRemovedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	old := time.Now().Add(-DefaultStaleAge - time.Minute)
+	for name, mtime := range map[string]time.Time{
+		"put-1-stale": old,
+		"put-2-fresh": time.Now(),
+	} {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(dir, WithLogger(testLogger(t))); err != nil {
+		t.Fatal(err)
+	}
+	left := tmpEntries(t, dir)
+	if len(left) != 1 || left[0] != "put-2-fresh" {
+		t.Errorf("temp files after Open = %v, want only the fresh one", left)
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	if _, err := Open(t.TempDir(), WithLogger(nil)); err == nil {
+		t.Error("Open accepted a nil logger")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(file); err == nil {
+		t.Error("Open accepted a regular file as its directory")
+	}
+}
+
+// TestConcurrent has many goroutines, through two Stores on one directory,
+// Put and Get the same few digests: every Get is right or a miss.
+func TestConcurrent(t *testing.T) {
+	a, dir := newStore(t)
+	b, err := Open(dir, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 24
+	var wg sync.WaitGroup
+	for g := range 16 {
+		s := []*Store{a, b}[g%2]
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 150 {
+				data, d := chunk(r.IntN(n))
+				if r.IntN(3) == 0 {
+					s.Put(d, data)
+				} else if got, ok := s.Get(d); ok && !bytes.Equal(got, data) {
+					t.Errorf("Get(%s) returned wrong bytes", d)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		data, d := chunk(i)
+		a.Put(d, data)
+		if got, ok := b.Get(d); !ok || !bytes.Equal(got, data) {
+			t.Errorf("chunk %d: Get = %d bytes, %v", i, len(got), ok)
+		}
+	}
+	if st := a.Stats(); st.Corrupt+st.Errors+st.Rejected != 0 {
+		t.Errorf("a: %+v", st)
+	}
+	if st := b.Stats(); st.Corrupt+st.Errors+st.Rejected != 0 {
+		t.Errorf("b: %+v", st)
+	}
+	if left := tmpEntries(t, dir); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
