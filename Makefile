@@ -33,8 +33,8 @@ test: deps
 	@rc=0; \
 	echo "== go test -count=1 -timeout 20m ./..."; \
 	go test -count=1 -timeout 20m ./... || rc=$$?; \
-	echo "== go test -race -count=1 ./layer/... ./lazy/... ./unionfs/..."; \
-	go test -race -count=1 ./layer/... ./lazy/... ./unionfs/... || rc=$$?; \
+	echo "== go test -race -count=1 ./layer/... ./lazy/... ./unionfs/... ./cache/... ./status/..."; \
+	go test -race -count=1 ./layer/... ./lazy/... ./unionfs/... ./cache/... ./status/... || rc=$$?; \
 	if ((rc)); then echo "== make test: FAILED (see above)"; else echo "== make test: all passed"; fi; \
 	exit $$rc
 
