@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	digest "github.com/opencontainers/go-digest"
+	"github.com/stratafs/strata/layer"
+	"github.com/stratafs/strata/lazy/stream"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -85,4 +87,76 @@ func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Lay
 		return nil, err
 	}
 	return out, nil
+}
+
+// Opened is one layer of an image, opened the best way it allows: lazily
+// from its TOC, or, when the manifest announces none, by streaming its blob
+// (package lazy/stream: the blob is read once in the background, and a path
+// is answered once the stream has passed it).
+type Opened struct {
+	layer.Layer
+	Lazy   *Layer        // set when read lazily from its TOC
+	Stream *stream.Layer // set when streamed; Close it when done
+}
+
+// StreamLayer is how a layer without a TOC is described to OpenImageLayers.
+type StreamLayer struct {
+	MediaType string
+	DiffID    digest.Digest // from the image config: verified at the end of the stream
+	SpoolDir  string        // where its files' bytes are kept; "" for the default
+}
+
+// OpenImageLayers opens every layer of an image, base first: those whose
+// manifest announces a TOC lazily (in parallel, as OpenImage), the others by
+// streaming. streams[i] describes layer i for streaming. On error every
+// stream already started is closed.
+func OpenImageLayers(ctx context.Context, layers []ImageLayer, streams []StreamLayer, opts ...Option) ([]Opened, error) {
+	if len(streams) != len(layers) {
+		return nil, fmt.Errorf("lazy: %d stream descriptions for %d layers", len(streams), len(layers))
+	}
+	out := make([]Opened, len(layers))
+	var lazyIdx []int
+	var lazyLayers []ImageLayer
+	for i, il := range layers {
+		if _, err := TOCDigest(il.Annotations); err == nil {
+			lazyIdx, lazyLayers = append(lazyIdx, i), append(lazyLayers, il)
+			continue
+		} else if !errors.Is(err, ErrNotLazy) {
+			return nil, fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
+		}
+		s, err := openStream(ctx, il, streams[i])
+		if err != nil {
+			closeStreams(out)
+			return nil, fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
+		}
+		out[i] = Opened{Layer: s, Stream: s}
+	}
+	opened, err := OpenImage(ctx, lazyLayers, opts...)
+	if err != nil {
+		closeStreams(out)
+		return nil, err
+	}
+	for k, i := range lazyIdx {
+		out[i] = Opened{Layer: opened[k], Lazy: opened[k]}
+	}
+	return out, nil
+}
+
+func openStream(ctx context.Context, il ImageLayer, sl StreamLayer) (*stream.Layer, error) {
+	opts := []stream.Option{stream.WithName(il.Digest)}
+	if d, err := digest.Parse(il.Digest); err == nil {
+		opts = append(opts, stream.WithBlobDigest(d))
+	}
+	if sl.SpoolDir != "" {
+		opts = append(opts, stream.WithSpoolDir(sl.SpoolDir))
+	}
+	return stream.Open(ctx, il.Blob, sl.MediaType, sl.DiffID, opts...)
+}
+
+func closeStreams(opened []Opened) {
+	for _, o := range opened {
+		if o.Stream != nil {
+			o.Stream.Close()
+		}
+	}
 }

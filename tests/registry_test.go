@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"io"
 	"maps"
 	"net/http"
@@ -305,29 +306,24 @@ func readAllFd(fd int) ([]byte, error) {
 // that is not there, is refused with one clear line and exit status 1,
 // and nothing is left mounted.
 func TestRegistryMountRefusals(t *testing.T) {
-	fx := registryFixture(t)
 	host := startRegistry(t, nil)
-	plain1, err := random.Layer(2048, types.OCILayer)
+	plain, err := random.Layer(2048, types.OCILayer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain2, err := random.Layer(4096, types.OCILayer)
+	pushImage(t, host+"/strata/plain:latest", imageOf(t, []v1.Layer{plain}, make([]map[string]string, 1)))
+	odd, err := random.Layer(1024, types.MediaType("application/vnd.example.layer.v1+unknown"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushImage(t, host+"/strata/plain:latest", imageOf(t, []v1.Layer{plain1, plain2}, make([]map[string]string, 2)))
-	blobs := fx.blobs[fmtEstargz]
-	mixed := imageOf(t, []v1.Layer{blobLayer{blobs[0]}, blobLayer{blobs[1]}, plain2},
-		[]map[string]string{blobs[0].annotations, blobs[1].annotations, nil})
-	pushImage(t, host+"/strata/mixed:latest", mixed)
-	plainDigest, _ := plain2.Digest()
+	pushImage(t, host+"/strata/odd:latest", imageOf(t, []v1.Layer{plain, odd}, make([]map[string]string, 2)))
+	oddDigest, _ := odd.Digest()
 
 	tests := []struct {
 		name, ref string
 		anyOf     []string // the error line says at least one of these
 	}{
-		{"plain gzip image", host + "/strata/plain:latest", []string{"estargz", "zstd", "toc"}},
-		{"one plain layer over lazy ones", host + "/strata/mixed:latest", []string{plainDigest.Hex[:12]}},
+		{"unknown layer media type", host + "/strata/odd:latest", []string{oddDigest.Hex[:12], "media type"}},
 		{"missing tag", host + "/strata/plain:nosuchtag", []string{"not found", "unknown", "nosuchtag"}},
 		{"missing digest", host + "/strata/plain@sha256:" + strings.Repeat("ab", 32), []string{"not found", "unknown", "abab"}},
 		{"missing repository", host + "/strata/nothere:latest", []string{"not found", "unknown", "nothere"}},
@@ -352,6 +348,41 @@ func TestRegistryMountRefusals(t *testing.T) {
 			if !slices.ContainsFunc(tc.anyOf, func(s string) bool { return strings.Contains(strings.ToLower(msg), s) }) {
 				t.Errorf("stderr %q says none of %q", msg, tc.anyOf)
 			}
+		})
+	}
+}
+
+// TestRegistryMountPlainLayers: images whose layers have no TOC (ordinary
+// gzip, alone or under lazy layers) mount too, by streaming those layers,
+// and show the same tree as the extracted tars.
+func TestRegistryMountPlainLayers(t *testing.T) {
+	fx := registryFixture(t)
+	host := startRegistry(t, nil)
+	var plain []v1.Layer
+	for _, tr := range fx.tars {
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tr)), nil },
+			tarball.WithMediaType(types.OCILayer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain = append(plain, l)
+	}
+	lazyBlobs := fx.blobs[lazyFormats[0]]
+	images := map[string]v1.Image{
+		"all plain gzip": imageOf(t, plain, make([]map[string]string, len(plain))),
+		"lazy layers under a plain one": imageOf(t,
+			[]v1.Layer{blobLayer{lazyBlobs[0]}, blobLayer{lazyBlobs[1]}, plain[2]},
+			[]map[string]string{lazyBlobs[0].annotations, lazyBlobs[1].annotations, nil}),
+	}
+	want := captureTree(t, mountStrata(t, extractLayers(t, fx.layers, formOCI), "").Dir, viewMerged)
+	checkImageTree(t, "--layer mount", want, fx)
+	for name, img := range images {
+		t.Run(name, func(t *testing.T) {
+			ref := host + "/strata/" + strings.ReplaceAll(name, " ", "-") + ":latest"
+			pushImage(t, ref, img)
+			m := mountRegistry(t, ref, "")
+			compareTreesNamed(t, "registry mount of "+name+" vs --layer mount", "layers", "registry",
+				want, captureTree(t, m.Dir, viewMerged))
 		})
 	}
 }

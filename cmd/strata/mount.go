@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/stratafs/strata/layer"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/lazy/remote"
@@ -84,7 +85,11 @@ func runMount(c *cli.Context) error {
 		what = fmt.Sprintf("%d local layers", len(layers))
 		collect = localStatus(c.StringSlice("layer"))
 	} else {
-		layers, what, collect, err = openImage(ctx, c)
+		var closeAll func()
+		layers, what, collect, closeAll, err = openImage(ctx, c)
+		if closeAll != nil {
+			defer closeAll()
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
@@ -184,9 +189,10 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 	return layers, closeAll, nil
 }
 
-// openImage resolves the image reference and opens each layer lazily. It
-// also returns how to read the layers' counters for the status file.
-func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func() []status.Layer, error) {
+// openImage resolves the image reference and opens each layer: lazily from
+// its TOC, or by streaming its blob. It also returns how to read the layers'
+// counters for the status file, and what to close at the end.
+func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func() []status.Layer, func(), error) {
 	ref := c.Args().First()
 	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
 	if p := c.String("platform"); p != "" {
@@ -194,42 +200,67 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 	}
 	img, err := remote.Resolve(ctx, ref, ropts...)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, "", nil, nil, err
 	}
 	descs := img.Layers()
 	ils := make([]lazy.ImageLayer, len(descs))
+	sls := make([]lazy.StreamLayer, len(descs))
 	blobs := make([]*remote.Blob, len(descs))
 	for i, d := range descs {
 		if blobs[i], err = img.Layer(i); err != nil {
-			return nil, "", nil, err
+			return nil, "", nil, nil, err
 		}
 		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blobs[i]}
-	}
-	opened, err := lazy.OpenImage(ctx, ils)
-	if err != nil {
-		if errors.Is(err, lazy.ErrNotLazy) {
-			return nil, "", nil, fmt.Errorf("%s: %w; only eStargz and zstd:chunked images can be mounted lazily so far", ref, err)
+		sls[i] = lazy.StreamLayer{MediaType: d.MediaType}
+		if i < len(cfg.RootFS.DiffIDs) {
+			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
 		}
-		return nil, "", nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	opened, err := lazy.OpenImageLayers(ctx, ils, sls)
+	if err != nil {
+		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	layers := make([]layer.Layer, len(opened))
-	for i, l := range opened {
-		layers[i] = l
+	for i, o := range opened {
+		layers[i] = o.Layer
 	}
-	return layers, img.Name(), lazyStatus(opened, blobs), nil
+	closeAll := func() {
+		for _, o := range opened {
+			if o.Stream != nil {
+				o.Stream.Close()
+			}
+		}
+	}
+	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
 }
 
-func lazyStatus(layers []*lazy.Layer, blobs []*remote.Blob) func() []status.Layer {
+func imageStatus(opened []lazy.Opened, blobs []*remote.Blob) func() []status.Layer {
 	return func() []status.Layer {
-		out := make([]status.Layer, len(layers))
-		for i, l := range layers {
-			ls, bs := l.Stats(), blobs[i].Stats()
-			out[i] = status.Layer{
-				Name: blobs[i].Digest(), Format: l.Format(), Size: blobs[i].Size(),
-				BytesFetched: bs.BytesFetched, Requests: bs.Requests, Retries: bs.Retries,
-				BytesServed: ls.BytesServed, ChunkHits: ls.ChunkHits, ChunkFetches: ls.ChunkFetches,
-				Errors: ls.FetchErrors + bs.Failures, LastError: lastError(ls, bs),
+		out := make([]status.Layer, len(opened))
+		for i, o := range opened {
+			bs := blobs[i].Stats()
+			l := status.Layer{Name: blobs[i].Digest(), Size: blobs[i].Size(),
+				BytesFetched: bs.BytesFetched, Requests: bs.Requests, Retries: bs.Retries, Errors: bs.Failures}
+			if bs.LastError != nil {
+				l.LastError = bs.LastError.Error()
 			}
+			if o.Lazy != nil {
+				ls := o.Lazy.Stats()
+				l.Format, l.BytesServed, l.ChunkHits, l.ChunkFetches = o.Lazy.Format(), ls.BytesServed, ls.ChunkHits, ls.ChunkFetches
+				l.Errors += ls.FetchErrors
+				l.LastError = lastError(ls, bs)
+			} else {
+				l.Format = "stream"
+				if err := o.Stream.Err(); err != nil {
+					l.Errors++
+					l.LastError = err.Error()
+				}
+			}
+			out[i] = l
 		}
 		return out
 	}
