@@ -81,7 +81,6 @@ func short(name string) string {
 	return name
 }
 
-
 func fetched(n, of int64) string {
 	if of == 0 {
 		return size(n)
