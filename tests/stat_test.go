@@ -1,13 +1,11 @@
 package tests
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stratafs/strata/status"
 )
@@ -27,24 +25,7 @@ func TestStat(t *testing.T) {
 	if err != nil || string(got) != string(big) {
 		t.Fatalf("read usr/lib/big through the mount: %d bytes, %v", len(got), err)
 	}
-	var st status.Mount
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command(strataBin, "stat", "--json", m.Dir).Output()
-		if err != nil {
-			t.Fatalf("strata stat --json: %v", err)
-		}
-		if err := json.Unmarshal(out, &st); err != nil {
-			t.Fatalf("strata stat --json printed %q: %v", out, err)
-		}
-		if sum(st.Layers, func(l status.Layer) int64 { return l.BytesServed }) >= int64(len(big)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stat never showed the %d bytes read: %+v", len(big), st)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	st := waitServed(t, m.Dir, int64(len(big)))
 	if len(st.Layers) != len(fx.blobs[f]) {
 		t.Errorf("stat shows %d layers, the image has %d", len(st.Layers), len(fx.blobs[f]))
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/layer"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/lazy/remote"
@@ -48,6 +49,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "upper", Aliases: []string{"u"}, Usage: "writable upper `DIR` (default: none, read-only mount)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
+			&cli.StringFlag{Name: "cache", Usage: "keep fetched chunks, verified, in `DIR`, shared by every mount that names it (default: memory only)"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
@@ -220,7 +222,11 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
 		}
 	}
-	opened, err := lazy.OpenImageLayers(ctx, ils, sls)
+	lopts, err := chunkStoreOptions(c.String("cache"))
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	opened, err := lazy.OpenImageLayers(ctx, ils, sls, lopts...)
 	if err != nil {
 		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -236,6 +242,23 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 		}
 	}
 	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
+}
+
+// memoryChunks is the memory kept for hot chunks of all layers together
+// when an on-disk cache backs them.
+const memoryChunks = 64 << 20
+
+// chunkStoreOptions puts the on-disk cache in dir, if given, behind a memory
+// store shared by every layer.
+func chunkStoreOptions(dir string) ([]lazy.Option, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	disk, err := cache.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return []lazy.Option{lazy.WithChunkStore(lazy.NewTieredStore(lazy.NewMemoryStore(memoryChunks), disk))}, nil
 }
 
 func imageStatus(opened []lazy.Opened, blobs []*remote.Blob) func() []status.Layer {
