@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/stratafs/strata/bench"
+)
+
+// coldReport is bench.Report plus what its tables cannot hold: bytes
+// fetched per system and every run's raw figures.
+type coldReport struct {
+	*bench.Report
+	Bytes []bytesRow `json:"bytes"`
+	Runs  []runRow   `json:"runs"`
+}
+
+type bytesRow struct {
+	System     string  `json:"system"`
+	ImageBytes int64   `json:"image_bytes"`
+	Fetched    summary `json:"fetched_bytes"`
+	Served     summary `json:"served_bytes,omitzero"`
+	Registry   summary `json:"registry_bytes"`
+	Requests   summary `json:"requests,omitzero"`
+}
+
+// summary is bench.Summary over byte or request counts.
+type summary struct {
+	Runs   int     `json:"runs"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+type runRow struct {
+	System   string  `json:"system"`
+	Run      int     `json:"run"`
+	ReadyS   float64 `json:"ready_s,omitempty"`
+	FirstS   float64 `json:"first_output_s,omitempty"`
+	Fetched  int64   `json:"fetched_bytes,omitempty"`
+	Served   int64   `json:"served_bytes,omitempty"`
+	Registry int64   `json:"registry_bytes,omitempty"`
+	Requests int64   `json:"requests,omitempty"`
+	Load1    string  `json:"load1"`
+	Error    string  `json:"error,omitempty"`
+}
+
+const (
+	firstDoc = "from nothing local to the first line printed by `chroot MNT python3 -c 'print(1)'`; " +
+		"strata = `strata mount` of the %s tag, full-pull = pull + extract every layer + mount overlayfs " +
+		"(the same full-pull samples appear in both first-output rows)"
+	readyDoc = "from nothing local until the mount exists (strata: the mountpoint in mountinfo, TOCs fetched; " +
+		"full-pull: every layer pulled and extracted, overlayfs mounted), %s tag for strata"
+)
+
+func (b *benchmark) report() *coldReport {
+	r := &bench.Report{Title: "Cold start: python3 -c 'print(1)' from a registry on loopback",
+		Machine: b.machine, Systems: []string{"strata", "full-pull"}, Subject: "strata", Peers: []string{"full-pull"}}
+	for _, n := range b.setupNotes {
+		r.Setup = append(r.Setup, bench.Field{Key: n[0], Value: n[1]})
+	}
+	r.Setup = append(r.Setup, bench.Field{Key: "runs", Value: fmt.Sprintf("%d per system, interleaved, sync + drop_caches before each", b.opts.runs)})
+	for _, f := range systems[1:] {
+		first := r.Scenario("first-output "+f, fmt.Sprintf(firstDoc, f), 0)
+		ready := r.Scenario("mounted "+f, fmt.Sprintf(readyDoc, f), 0)
+		for _, s := range b.runs {
+			col := "strata"
+			if s.System == "full-pull" {
+				col = "full-pull"
+			} else if s.System != f {
+				continue
+			}
+			first.Record(col, s.first.Seconds(), s.err)
+			ready.Record(col, s.ready.Seconds(), s.err)
+		}
+		r.Targets = append(r.Targets, &bench.Target{Text: "time to first output ≤ 0.25x full pull (" + f + ")",
+			Scenario: "first-output " + f, Peer: "full-pull", MaxRatio: 0.25})
+	}
+	r.Finish()
+	return &coldReport{Report: r, Bytes: b.bytesRows(), Runs: b.runRows()}
+}
+
+func (b *benchmark) bytesRows() []bytesRow {
+	var rows []bytesRow
+	for _, sys := range systems {
+		var fetched, served, reg, reqs []float64
+		for _, s := range b.runs {
+			if s.System == sys && s.err == nil {
+				fetched = append(fetched, float64(s.fetched))
+				served = append(served, float64(s.served))
+				reg = append(reg, float64(s.registry))
+				reqs = append(reqs, float64(s.requests))
+			}
+		}
+		row := bytesRow{System: sys, ImageBytes: b.imageBytes[sys], Fetched: summarize(fetched), Registry: summarize(reg)}
+		if sys != "full-pull" {
+			row.Served, row.Requests = summarize(served), summarize(reqs)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func summarize(v []float64) summary {
+	s, _ := bench.Summarize(v)
+	return summary{Runs: s.Runs, Median: s.Median, Min: s.Min, Max: s.Max}
+}
+
+func (b *benchmark) runRows() []runRow {
+	rows := make([]runRow, 0, len(b.runs))
+	for _, s := range b.runs {
+		row := runRow{System: s.System, Run: s.Run, ReadyS: s.ready.Seconds(), FirstS: s.first.Seconds(),
+			Fetched: s.fetched, Served: s.served, Registry: s.registry, Requests: s.requests, Load1: s.load}
+		if s.err != nil {
+			row.Error = s.err.Error()
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func (c *coldReport) markdown() string {
+	var sb strings.Builder
+	sb.WriteString(c.Report.Markdown())
+	sb.WriteString("\nBytes fetched from the registry, median of the successful runs (min–max). " +
+		"strata: sum of `bytes_fetched` over layers from `strata stat --json` read 1.1 s after the command; " +
+		"full-pull: blob bytes the registry sent. \"registry\" is the registry's own count up to first output.\n\n")
+	sb.WriteString("| system | image (compressed) | fetched | fetched / image | registry | served to readers | requests |\n")
+	sb.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range c.Bytes {
+		pct := "–"
+		if r.ImageBytes > 0 && r.Fetched.Runs > 0 {
+			pct = fmt.Sprintf("%.1f%%", 100*r.Fetched.Median/float64(r.ImageBytes))
+		}
+		fmt.Fprintf(&sb, "| %s | %.1f MB | %s | %s | %s | %s | %s |\n", r.System, mb(r.ImageBytes),
+			mbRange(r.Fetched), pct, mbRange(r.Registry), mbRange(r.Served), countRange(r.Requests))
+	}
+	return sb.String()
+}
+
+func mbRange(s summary) string {
+	if s.Runs == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MB (%.1f–%.1f)", s.Median/1e6, s.Min/1e6, s.Max/1e6)
+}
+
+func countRange(s summary) string {
+	if s.Runs == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f (%.0f–%.0f)", s.Median, s.Min, s.Max)
+}
+
+func (b *benchmark) write() error {
+	c := b.report()
+	c.Machine.LoadEnd = bench.LoadAvg()
+	if err := os.MkdirAll(b.opts.out, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	base := filepath.Join(b.opts.out, "coldstart")
+	if err := os.WriteFile(base+".json", append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := c.markdown()
+	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	progress("wrote %s.{json,md}", base)
+	return nil
+}
