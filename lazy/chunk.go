@@ -1,6 +1,7 @@
 package lazy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,10 +30,16 @@ type chunk struct {
 	cOff, cEnd int64 // compressed range in the blob: cEnd is the next chunk's start or the TOC
 	inner      int64
 	digest     digest.Digest
+	seq        int // place in index.order
 }
 
 // find returns the chunk holding file offset off (0 <= off < size).
 func (f *fileData) find(off int64) *chunk {
+	return &f.chunks[f.index(off)]
+}
+
+// index returns the index of the chunk holding file offset off.
+func (f *fileData) index(off int64) int {
 	i, _ := slices.BinarySearchFunc(f.chunks, off, func(c chunk, off int64) int {
 		switch {
 		case c.off+c.size <= off:
@@ -42,7 +49,7 @@ func (f *fileData) find(off int64) *chunk {
 		}
 		return 0
 	})
-	return &f.chunks[i]
+	return i
 }
 
 // addChunk appends the data chunk described by te to the current file,
@@ -131,11 +138,38 @@ func setChunkEnds(files []*fileData, payloadEnd int64) {
 	}
 }
 
-// fetchChunk reads, decompresses and verifies one chunk. Only bytes that
-// match the chunk's digest are returned.
+// blobOrder lists every chunk by its place in the blob and numbers them, so
+// that a fetch can find the chunks that follow the one it needs. A file's
+// chunks follow each other in both formats, so they come out together.
+func blobOrder(files []*fileData) []*chunk {
+	var order []*chunk
+	for _, f := range files {
+		for i := range f.chunks {
+			order = append(order, &f.chunks[i])
+		}
+	}
+	slices.SortStableFunc(order, func(a, b *chunk) int {
+		return cmp.Or(cmp.Compare(a.cOff, b.cOff), cmp.Compare(a.inner, b.inner))
+	})
+	for i, c := range order {
+		c.seq = i
+	}
+	return order
+}
+
+// fetchChunk reads, decompresses and verifies one chunk, streaming its
+// compressed range: the way for a chunk larger than the fetch window, whose
+// range a lying TOC may have made huge. Only verified bytes are returned.
 func (l *Layer) fetchChunk(ctx context.Context, c *chunk) ([]byte, error) {
 	window := min(max(c.inner+c.size+64<<10, 64<<10), 2*l.maxChunk)
-	dr, err := l.format.decompressor(&blobReader{ctx: ctx, b: l.blob, off: c.cOff, end: c.cEnd, window: window})
+	return l.decodeChunk(&blobReader{ctx: ctx, b: l.data, off: c.cOff, end: c.cEnd, window: window}, c)
+}
+
+// decodeChunk decompresses c from r, which starts at c.cOff and ends at
+// c.cEnd at the latest, and verifies it. Only bytes that match the chunk's
+// digest are returned.
+func (l *Layer) decodeChunk(r io.Reader, c *chunk) ([]byte, error) {
+	dr, err := l.format.decompressor(r)
 	if err != nil {
 		return nil, fmt.Errorf("chunk at %d: %w", c.cOff, err)
 	}

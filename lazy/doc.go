@@ -62,16 +62,64 @@
 // # Reading
 //
 // Content.ReadAt maps a file offset to its chunks by binary search. Each
-// chunk is fetched (usually with one Blob.ReadAt of its compressed range,
-// which ends where the next chunk starts), decompressed, verified, and kept
-// in a ChunkStore keyed by digest (by default a small in-memory LRU, so that
-// sequential small reads fetch each chunk once). Concurrent reads of one
-// chunk share one fetch (the first reader's context governs it).
-// io.ReaderAt has no context, so ReadAt uses context.Background();
-// ReadAtContext takes the caller's.
+// chunk is decompressed, verified, and kept in a ChunkStore keyed by digest
+// (by default a small in-memory LRU, so that sequential small reads fetch
+// each chunk once). io.ReaderAt has no context, so ReadAt uses
+// context.Background(); ReadAtContext takes the caller's.
+//
+// A registry round trip costs about what a few MiB cost at link speed, so a
+// chunk is rarely fetched alone. When a read needs a chunk that is neither
+// stored nor being fetched, it fetches a window: that chunk and the chunks
+// that follow it in the blob (the rest of its file first, since a file's
+// chunks are consecutive, then the files after it, which tar order tends to
+// make the next ones read), up to WithFetchWindow compressed bytes (default
+// 4 MiB), stopping at the first chunk stored, being fetched or known bad.
+// The window is one Blob.ReadAt (one Range request). Its chunks are then
+// decompressed and verified one by one from their own byte ranges, so a bad
+// chunk fails alone (ErrChunkDigest or a decompression error) and never
+// keeps its neighbours from being served; only verified chunks are stored
+// or returned. The reader's own chunk is verified first and returned at
+// once; a background goroutine verifies the rest. A chunk that arrived but
+// did not verify is marked bad: windows and read-ahead leave it alone, and
+// only a read of that chunk fetches it again. A chunk whose compressed range
+// exceeds the window is streamed alone, in pieces, as a lying TOC may make
+// that range huge.
+//
+// Read-ahead: when a read of a Content starts where its previous read ended
+// (or at 0), the layer looks for the first chunk of the file past the read
+// that is neither stored, being fetched nor bad; if it lies within
+// WithReadAhead windows of the reader, a background goroutine fetches the
+// window starting there. At most WithReadAhead (default 2) read-aheads are
+// in flight per layer; a read that finds none free starts none (a later
+// read tries again), so a sequential reader keeps about two windows ahead of
+// itself and the store is never flooded.
 //
 // # Concurrency
 //
-// A Layer is immutable once opened and safe for concurrent use, as is a
-// Content. The store and the fetch de-duplication have their own locks.
+// A Layer's tree is immutable once opened; it and its Contents are safe for
+// concurrent use. Layer.mu guards the table of chunks being fetched (and
+// the bad ones): a chunk is claimed there by exactly one fetch, the one of
+// whichever window took it first, and every other reader of it waits for
+// that fetch, so no chunk is fetched twice at once. A fetch Puts its chunk
+// in the store before it leaves the table, and a claim asks the store again
+// under the lock, so a chunk that arrives between a reader's miss and its
+// claim is found, not fetched again. A window is fetched under its first
+// reader's context (a read-ahead under the layer's); when that context
+// ends, readers that were waiting for one of its chunks fetch it with their
+// own.
+//
+// # Lifecycle
+//
+// Open starts nothing. Reads start background goroutines (read-ahead, and
+// the verification of the rest of a window), all owned by the layer: they
+// end by themselves, and Close cancels them and waits for them. A closed
+// layer still reads, without read-ahead. Close it when its mount ends.
+//
+// # Stats
+//
+// Stats counts chunk reads served from the store (ChunkHits) or by a fetch
+// already under way (ChunkWaits), chunks fetched and verified (ChunkFetches,
+// window and read-ahead chunks included), the blob reads made for them
+// (RangeRequests, one Range request each through lazy/remote), read-aheads
+// started, and failed fetches (a cancelled one is not a failure).
 package lazy

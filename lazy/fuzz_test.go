@@ -45,6 +45,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
+		defer l.Close()
 		checkInvariants(t, l)
 	})
 }

@@ -27,6 +27,7 @@ type node struct {
 type index struct {
 	nodes map[string]*node
 	links map[uint64][]string // ID -> every visible path of a hard-linked file
+	order []*chunk            // every file's chunks, in blob order
 }
 
 // builder turns TOC entries into an index, refusing any TOC that could not
@@ -63,6 +64,7 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 		}
 	}
 	setChunkEnds(b.files, b.payload)
+	b.idx.order = blobOrder(b.files)
 	b.link()
 	b.count()
 	return &b.idx, nil

@@ -8,11 +8,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/stratafs/strata/layer"
-	"golang.org/x/sync/singleflight"
 )
 
 // Sentinel errors, tested with errors.Is; they arrive wrapped with the layer
@@ -45,10 +45,19 @@ type Layer struct {
 	blob     Blob
 	format   *format
 	idx      *index
+	data     Blob // blob, counting the reads made for chunk data
 	store    ChunkStore
 	maxChunk int64
-	fetches  singleflight.Group // one fetch per chunk digest at a time
 	stats    layerStats
+
+	window    int64         // compressed bytes one fetch may cover; 0: one chunk
+	aheadDist int64         // how far past its reader read-ahead may start
+	slots     chan struct{} // read-ahead windows in flight; nil: no read-ahead
+	bg        *background
+
+	mu    sync.Mutex         // guards calls and bad
+	calls map[chunkKey]*call // chunks being fetched: one fetch per chunk at a time
+	bad   map[chunkKey]bool  // chunks whose bytes did not verify (until one does)
 }
 
 var _ layer.Layer = (*Layer)(nil)
@@ -82,7 +91,14 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 	if err != nil {
 		return nil, fmt.Errorf("lazy %s: %w", o.name, err)
 	}
-	return &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize}, nil
+	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
+		window: o.fetchWindow, aheadDist: int64(o.readAhead) * o.fetchWindow,
+		bg: newBackground(), calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{}}
+	l.data = countingBlob{blob, &l.stats.requests}
+	if o.readAhead > 0 {
+		l.slots = make(chan struct{}, o.readAhead)
+	}
+	return l, nil
 }
 
 func (l *Layer) String() string { return l.name }
@@ -167,6 +183,8 @@ type Content struct {
 	path   string
 	f      *fileData
 	closed atomic.Bool
+	last   atomic.Int64 // where the last read ended
+	ahead  atomic.Int64 // read-ahead found the chunks below this offset stored or under way
 }
 
 var _ layer.Content = (*Content)(nil)
@@ -188,7 +206,7 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	if off < 0 {
 		return 0, fmt.Errorf("lazy %s: read %q at %d: negative offset", c.l.name, c.path, off)
 	}
-	n := 0
+	start, n := off, 0
 	for n < len(p) && off < c.f.size {
 		ch := c.f.find(off)
 		data, err := c.l.chunk(ctx, ch)
@@ -200,6 +218,7 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 		off += int64(k)
 	}
 	c.l.stats.served.Add(int64(n))
+	c.sequential(start, off)
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -212,31 +231,41 @@ func (c *Content) Close() error {
 	return nil
 }
 
-// chunk returns a chunk's verified bytes from the store or the blob. The
-// result is shared: callers only copy from it.
+// chunk returns a chunk's verified bytes from the store, from a fetch
+// under way, or from a window this reader fetches. The result is shared:
+// callers only copy from it.
 func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
-	if data, ok := l.store.Get(c.digest); ok && int64(len(data)) == c.size {
+	if data, ok := l.stored(c); ok {
 		l.stats.hits.Add(1)
 		return data, nil
 	}
-	// The size is part of the key: a lying TOC may give one digest two sizes,
-	// and a waiter must never get a chunk shorter than it indexes.
-	key := fmt.Sprintf("%s/%d", c.digest, c.size)
-	v, err, _ := l.fetches.Do(key, func() (any, error) {
-		data, err := l.fetchChunk(ctx, c)
-		if err != nil {
-			l.stats.failed(err)
-			return nil, err
+	for attempt := 0; ; attempt++ {
+		data, cl, w := l.claim(c)
+		switch {
+		case data != nil:
+			l.stats.hits.Add(1)
+			return data, nil
+		case w != nil:
+			l.fetch(ctx, w, false) // finishes cl before it returns
+		default:
+			l.stats.waits.Add(1)
+			select {
+			case <-cl.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
-		l.stats.fetches.Add(1)
-		l.store.Put(c.digest, data)
-		return data, nil
-	})
-	if err != nil {
-		return nil, err
+		if cl.err == nil {
+			return cl.data, nil
+		}
+		// A fetch ended by another reader's context or by Close is no
+		// verdict on the chunk: fetch it on this reader's own.
+		if !canceled(cl.err) || ctx.Err() != nil || attempt >= maxRefetch {
+			return nil, cl.err
+		}
 	}
-	if data := v.([]byte); int64(len(data)) == c.size {
-		return data, nil
-	}
-	return nil, fmt.Errorf("%w: chunk at %d is not %d bytes", ErrChunkDigest, c.cOff, c.size)
 }
+
+// maxRefetch bounds how often a reader takes over fetches that others'
+// contexts ended.
+const maxRefetch = 3

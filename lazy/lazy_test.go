@@ -67,6 +67,7 @@ func openBuilt(t testing.TB, b built, opts ...Option) (*Layer, *memBlob) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close() })
 	return l, mb
 }
 
@@ -353,6 +354,7 @@ func checkCorrupt(t *testing.T, blob []byte, d digest.Digest, want []byte, wantD
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	c, _ := l.Open(context.Background(), "big")
 	got := make([]byte, len(want))
 	n, err := c.ReadAt(got, 0)
@@ -373,35 +375,64 @@ func checkCorrupt(t *testing.T, blob []byte, d digest.Digest, want []byte, wantD
 }
 
 // TestCacheSequential reads a multi-chunk file 100 bytes at a time: each
-// chunk is fetched once, with one request.
+// chunk is fetched once, and a fetch takes as many chunks as its window
+// holds. The file's 11 chunks take 1,016 to 1,033 compressed bytes each
+// (the last 623 to 679), so a 3,100-byte window holds 3 of them (and
+// "other" joins the last window): 4 requests. Read-ahead changes who
+// fetches a window, not where windows start, so the counts are exact.
 func TestCacheSequential(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	big := randBytes(r, 10_500)
-	tarData := makeTar(t, []tarEntry{reg("big", big)})
+	tarData := makeTar(t, []tarEntry{reg("big", big), reg("other", []byte("other"))})
 	for _, f := range testFormats {
-		t.Run(f.name, func(t *testing.T) {
-			l, mb := openBuilt(t, buildBlob(t, tarData, f.opts))
-			mb.reads.Store(0)
-			c, _ := l.Open(context.Background(), "big")
-			var got []byte
-			buf := make([]byte, 100)
-			for off := int64(0); ; off += 100 {
-				n, err := c.ReadAt(buf, off)
-				got = append(got, buf[:n]...)
-				if err == io.EOF {
-					break
+		b := buildBlob(t, tarData, f.opts)
+		for _, tc := range []struct {
+			name              string
+			opts              []Option
+			requests, fetches int64
+		}{
+			{"off", []Option{WithFetchWindow(0)}, 11, 11},
+			{"3100", []Option{WithFetchWindow(3100)}, 4, 12},
+			{"3100-no-read-ahead", []Option{WithFetchWindow(3100), WithReadAhead(0)}, 4, 12},
+			{"default", nil, 1, 12},
+		} {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				l, mb := openBuilt(t, b, tc.opts...)
+				mb.reads.Store(0)
+				if got := readSequential(t, l, "big", 100); !bytes.Equal(got, big) {
+					t.Fatal("sequential read differs")
 				}
-				if err != nil {
-					t.Fatal(err)
+				l.Close() // waits for windows still being decoded
+				s := l.Stats()
+				if n := mb.reads.Load(); n != tc.requests || s.RangeRequests != n {
+					t.Errorf("%d blob reads (%d counted) for 11 chunks, want %d", n, s.RangeRequests, tc.requests)
 				}
-			}
-			if !bytes.Equal(got, big) {
-				t.Fatal("sequential read differs")
-			}
-			if n := mb.reads.Load(); n != 11 {
-				t.Errorf("%d blob reads for 11 chunks", n)
-			}
-		})
+				if s.ChunkFetches != tc.fetches || s.FetchErrors != 0 {
+					t.Errorf("%d chunks fetched, %d errors; want %d, 0", s.ChunkFetches, s.FetchErrors, tc.fetches)
+				}
+			})
+		}
+	}
+}
+
+// readSequential reads the file at p in pieces of n bytes.
+func readSequential(t testing.TB, l *Layer, p string, n int) []byte {
+	c, err := l.Open(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []byte
+	buf := make([]byte, n)
+	for off := int64(0); ; off += int64(n) {
+		k, err := c.ReadAt(buf, off)
+		got = append(got, buf[:k]...)
+		if err == io.EOF {
+			return got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

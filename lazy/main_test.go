@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// TestMain fails the package if goroutines outlive its tests: a Layer
-// starts none, so any left over is a leak (estargz.Build's own finish
-// shortly after its blob is read).
+// TestMain fails the package if goroutines outlive its tests: a Layer's
+// goroutines (read-ahead, decoding the rest of a window) end by Close, so
+// any left over is a leak (estargz.Build's own finish shortly after its
+// blob is read).
 func TestMain(m *testing.M) {
 	before := runtime.NumGoroutine()
 	code := m.Run()

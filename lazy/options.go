@@ -12,6 +12,10 @@ type options struct {
 	maxChunkSize int64
 	cacheSize    int64
 	store        ChunkStore
+	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
+	readAhead    int   // read-ahead windows in flight per layer; 0: none
+	windowSet    bool  // fetchWindow was given, even as 0
+	readAheadSet bool  // readAhead was given, even as 0
 }
 
 // Defaults. A TOC entry costs a few hundred bytes of memory once parsed, so
@@ -22,6 +26,17 @@ const (
 	DefaultMaxTOCSize   = 1 << 30  // uncompressed TOC JSON, and its compressed form
 	DefaultMaxChunkSize = 64 << 20 // estargz writes 4 MiB chunks by default
 	DefaultCacheSize    = 64 << 20
+	// DefaultFetchWindow is how many compressed bytes one fetch may cover:
+	// a registry round trip costs about as much as a few MiB at link speed,
+	// so a read that must wait anyway takes the chunks after its own.
+	DefaultFetchWindow = 4 << 20
+	// DefaultReadAhead is how many read-ahead windows one layer keeps in
+	// flight: two keep a sequential reader ahead of the network without
+	// filling the chunk store with bytes nobody asked for yet.
+	DefaultReadAhead = 2
+	// maxFetchWindow bounds WithFetchWindow, since a window is read into
+	// memory whole before its chunks are decompressed.
+	maxFetchWindow = 1 << 30
 )
 
 func (o *options) setDefaults() {
@@ -39,6 +54,22 @@ func (o *options) setDefaults() {
 	}
 	if o.store == nil {
 		o.store = NewMemoryStore(o.cacheSize)
+	}
+	if !o.windowSet {
+		o.fetchWindow = DefaultFetchWindow
+	}
+	// A window's chunks, decompressed, are often 2-4 times its size, and a
+	// reader's window and its read-ahead hold up to three windows: a
+	// sixteenth of the store keeps them from evicting each other before
+	// they are read (64 MiB gives DefaultFetchWindow).
+	if ms, ok := o.store.(*MemoryStore); ok {
+		o.fetchWindow = min(o.fetchWindow, ms.max/16)
+	}
+	if !o.readAheadSet {
+		o.readAhead = DefaultReadAhead
+	}
+	if o.fetchWindow == 0 {
+		o.readAhead = 0 // read-ahead fetches windows: with none, there is none
 	}
 }
 
@@ -108,6 +139,38 @@ func WithChunkStore(s ChunkStore) Option {
 			return fmt.Errorf("lazy: nil chunk store")
 		}
 		o.store = s
+		return nil
+	}
+}
+
+// WithFetchWindow lets one fetch cover up to n compressed bytes of the blob:
+// with the chunk a read needs, it takes the chunks that follow it in the
+// blob (the rest of the same file first, then the files after it) that are
+// neither in the store nor being fetched, in one Blob.ReadAt, and verifies
+// each of them apart (default DefaultFetchWindow). 0 turns merging off, and
+// read-ahead with it: each chunk is then fetched alone when first read. With
+// a MemoryStore (the default store) the window is at most a sixteenth of
+// the store's size, so that a window does not evict its own chunks.
+func WithFetchWindow(n int64) Option {
+	return func(o *options) error {
+		if n < 0 || n > maxFetchWindow {
+			return fmt.Errorf("lazy: fetch window %d must be between 0 and %d", n, maxFetchWindow)
+		}
+		o.fetchWindow, o.windowSet = n, true
+		return nil
+	}
+}
+
+// WithReadAhead lets at most n read-ahead windows of one layer be in flight
+// at once (default DefaultReadAhead); 0 turns read-ahead off. A file read
+// sequentially starts one whenever the window after its reader is neither
+// stored nor under way.
+func WithReadAhead(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("lazy: read-ahead %d must not be negative", n)
+		}
+		o.readAhead, o.readAheadSet = n, true
 		return nil
 	}
 }

@@ -10,15 +10,22 @@ import (
 type Stats struct {
 	BytesServed  int64 // file bytes returned to readers
 	ChunkHits    int64 // chunks found in the chunk store
-	ChunkFetches int64 // chunks fetched from the blob, decompressed and verified
-	FetchErrors  int64 // chunk fetches or verifications that failed
-	LastError    string
-	LastErrorAt  time.Time
+	ChunkWaits   int64 // chunk reads that waited for a fetch already under way
+	ChunkFetches int64 // chunks fetched from the blob, decompressed and verified, read-ahead and merged windows included
+	// RangeRequests counts the blob reads made for chunk data (one HTTP
+	// Range request each with lazy/remote): fewer than ChunkFetches when
+	// windows merge chunks.
+	RangeRequests int64
+	ReadAheads    int64 // read-ahead windows started
+	FetchErrors   int64 // chunk fetches or verifications that failed (cancellations excluded)
+	LastError     string
+	LastErrorAt   time.Time
 }
 
 // layerStats is Stats kept current under concurrent reads.
 type layerStats struct {
-	served, hits, fetches, errors atomic.Int64
+	served, hits, waits, fetches, errors atomic.Int64
+	requests, readAheads                 atomic.Int64
 
 	mu        sync.Mutex // guards lastError and lastAt
 	lastError string
@@ -38,11 +45,14 @@ func (l *Layer) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{
-		BytesServed:  s.served.Load(),
-		ChunkHits:    s.hits.Load(),
-		ChunkFetches: s.fetches.Load(),
-		FetchErrors:  s.errors.Load(),
-		LastError:    s.lastError,
-		LastErrorAt:  s.lastAt,
+		BytesServed:   s.served.Load(),
+		ChunkHits:     s.hits.Load(),
+		ChunkWaits:    s.waits.Load(),
+		ChunkFetches:  s.fetches.Load(),
+		RangeRequests: s.requests.Load(),
+		ReadAheads:    s.readAheads.Load(),
+		FetchErrors:   s.errors.Load(),
+		LastError:     s.lastError,
+		LastErrorAt:   s.lastAt,
 	}
 }

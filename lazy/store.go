@@ -70,6 +70,16 @@ func (s *MemoryStore) Put(d digest.Digest, data []byte) {
 	s.used += size
 }
 
+// Has reports whether d is stored, without counting as a use of it. A
+// ChunkStore may offer Has: a Layer uses it to plan its fetches without
+// loading chunks it does not need.
+func (s *MemoryStore) Has(d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.items[d]
+	return ok
+}
+
 // Len reports the number of chunks and bytes held.
 func (s *MemoryStore) Len() (chunks int, bytes int64) {
 	s.mu.Lock()

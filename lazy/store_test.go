@@ -30,7 +30,8 @@ func TestMemoryStoreEviction(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Option{WithMaxEntries(0), WithMaxTOCSize(-1), WithMaxChunkSize(0), WithCacheSize(0), WithChunkStore(nil)} {
+	for _, o := range []Option{WithMaxEntries(0), WithMaxTOCSize(-1), WithMaxChunkSize(0), WithCacheSize(0), WithChunkStore(nil),
+		WithFetchWindow(-1), WithFetchWindow(2 << 30), WithReadAhead(-1)} {
 		var opts options
 		if err := o(&opts); err == nil {
 			t.Error("invalid option accepted")

@@ -1,0 +1,213 @@
+package lazy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// chunkKey names a chunk's bytes wherever they lie in the blob. The size is
+// part of it: a lying TOC may give one digest two sizes, and a waiter must
+// never get a chunk shorter than it indexes.
+type chunkKey struct {
+	d    digest.Digest
+	size int64
+}
+
+func keyOf(c *chunk) chunkKey { return chunkKey{c.digest, c.size} }
+
+// call is one chunk being fetched, alone or as part of a window. data and
+// err are set before done is closed, and never change after.
+type call struct {
+	done chan struct{}
+	data []byte
+	err  error
+	w    *window // the fetch that owns the call
+}
+
+// window is one fetch: the blob's range [off, end) read with one request,
+// and the chunks claimed in it, the one a reader asked for first. Chunks
+// inside the range that others fetch or the store holds are not decoded.
+type window struct {
+	off, end int64
+	stream   bool // one chunk over the fetch window, read in pieces
+	chunks   []*chunk
+	calls    []*call
+}
+
+// claim returns c's bytes if the store has them, else the fetch of c under
+// way, or makes the caller the owner of a new window starting at c (w is
+// then non-nil, and cl is c's call in it). The store is asked under l.mu:
+// a fetch Puts a chunk before its call leaves l.calls, so a chunk that
+// arrives between a reader's first miss and its claim is found here, never
+// fetched twice.
+func (l *Layer) claim(c *chunk) (data []byte, cl *call, w *window) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cl := l.calls[keyOf(c)]; cl != nil {
+		return nil, cl, nil
+	}
+	if data, ok := l.stored(c); ok {
+		return data, nil, nil
+	}
+	w = l.newWindow(c)
+	return nil, w.calls[0], w
+}
+
+// claimAhead starts a read-ahead window at c, unless c is stored or under
+// way already.
+func (l *Layer) claimAhead(c *chunk) *window {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls[keyOf(c)] != nil || l.bad[keyOf(c)] || l.has(c) {
+		return nil
+	}
+	return l.newWindow(c)
+}
+
+// newWindow claims c and the chunks that follow it in the blob, up to the
+// fetch window, stopping at the first one stored, claimed by another fetch
+// (whose bytes are on their way) or known bad. l.mu is held.
+func (l *Layer) newWindow(c *chunk) *window {
+	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > l.window}
+	l.add(w, c)
+	if w.stream {
+		return w
+	}
+	for _, n := range l.idx.order[c.seq+1:] {
+		if n.cEnd-c.cOff > l.window {
+			break
+		}
+		if cl := l.calls[keyOf(n)]; cl != nil {
+			if cl.w != w {
+				break
+			}
+		} else if l.bad[keyOf(n)] || l.has(n) {
+			break
+		} else {
+			l.add(w, n)
+		}
+		w.end = n.cEnd // a repeat of a chunk of this window is just skipped
+	}
+	return w
+}
+
+func (l *Layer) add(w *window, c *chunk) {
+	cl := &call{done: make(chan struct{}), w: w}
+	l.calls[keyOf(c)] = cl
+	w.chunks = append(w.chunks, c)
+	w.calls = append(w.calls, cl)
+}
+
+// fetch reads w and finishes every call in it. The chunk asked for is
+// finished first; the others are decoded by a background goroutine, so that
+// its reader does not wait for them, unless inline is set (the caller is a
+// background goroutine already) or the layer is closed.
+func (l *Layer) fetch(ctx context.Context, w *window, inline bool) {
+	if w.stream {
+		data, err := l.fetchChunk(ctx, w.chunks[0])
+		l.finish(w.chunks[0], w.calls[0], data, err)
+		return
+	}
+	buf, err := readFull(ctx, l.data, w.off, w.end-w.off)
+	if err != nil {
+		err = fmt.Errorf("chunks at %d-%d: %w", w.off, w.end-1, err)
+		for i, c := range w.chunks {
+			l.finish(c, w.calls[i], nil, err)
+		}
+		return
+	}
+	l.decode(w, buf, 0, 1)
+	if len(w.chunks) == 1 {
+		return
+	}
+	rest := func(context.Context) { l.decode(w, buf, 1, len(w.chunks)) }
+	if inline || !l.bg.spawn(rest) {
+		rest(ctx)
+	}
+}
+
+// decode verifies chunks [from, to) of w, each on its own: a bad chunk
+// fails alone, and the others of its window are still served.
+func (l *Layer) decode(w *window, buf []byte, from, to int) {
+	for i := from; i < to; i++ {
+		c := w.chunks[i]
+		data, err := l.decodeChunk(bytes.NewReader(buf[c.cOff-w.off:c.cEnd-w.off]), c)
+		if err != nil {
+			l.markBad(c)
+		}
+		l.finish(c, w.calls[i], data, err)
+	}
+}
+
+// finish stores a verified chunk, then ends its call. The order matters to
+// claim: once a call is gone from l.calls, its chunk is in the store (or the
+// store dropped it).
+func (l *Layer) finish(c *chunk, cl *call, data []byte, err error) {
+	switch {
+	case err == nil:
+		l.stats.fetches.Add(1)
+		l.store.Put(c.digest, data)
+	case !canceled(err): // a reader gone or a layer closed is not a failed fetch
+		l.stats.failed(err)
+	}
+	l.mu.Lock()
+	delete(l.calls, keyOf(c))
+	if err == nil {
+		delete(l.bad, keyOf(c))
+	}
+	l.mu.Unlock()
+	cl.data, cl.err = data, err
+	close(cl.done)
+}
+
+// markBad remembers a chunk whose bytes arrived but did not verify, so that
+// neither read-ahead nor another reader's window fetches it again; only a
+// read of the chunk itself does (the blob may have been served wrong once).
+// It is called before the chunk's call ends, so that the chunk always looks
+// busy to read-ahead, which keeps read-ahead from retrying it.
+func (l *Layer) markBad(c *chunk) {
+	l.mu.Lock()
+	l.bad[keyOf(c)] = true
+	l.mu.Unlock()
+}
+
+func canceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// stored returns c's bytes from the store.
+func (l *Layer) stored(c *chunk) ([]byte, bool) {
+	data, ok := l.store.Get(c.digest)
+	return data, ok && int64(len(data)) == c.size
+}
+
+// presence is the optional ChunkStore method that tells whether a chunk is
+// stored without loading it, for building windows cheaply.
+type presence interface {
+	Has(d digest.Digest) bool
+}
+
+func (l *Layer) has(c *chunk) bool {
+	if p, ok := l.store.(presence); ok {
+		return p.Has(c.digest)
+	}
+	_, ok := l.stored(c)
+	return ok
+}
+
+// countingBlob counts the reads made for chunk data: one Range request
+// each with lazy/remote.
+type countingBlob struct {
+	Blob
+	n *atomic.Int64
+}
+
+func (b countingBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	b.n.Add(1)
+	return b.Blob.ReadAt(ctx, p, off)
+}

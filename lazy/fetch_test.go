@@ -1,0 +1,411 @@
+package lazy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// slowBlob is a memBlob that takes latency per read, as a registry's round
+// trip does, and counts reads whose ranges overlap a read still under way
+// (the same bytes fetched twice at once).
+type slowBlob struct {
+	memBlob
+	latency  time.Duration
+	mu       sync.Mutex // guards inflight
+	inflight [][2]int64
+	overlaps atomic.Int64
+}
+
+func (b *slowBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	r := [2]int64{off, off + int64(len(p))}
+	b.mu.Lock()
+	for _, o := range b.inflight {
+		if r[0] < o[1] && o[0] < r[1] {
+			b.overlaps.Add(1)
+		}
+	}
+	b.inflight = append(b.inflight, r)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inflight = slices.DeleteFunc(b.inflight, func(o [2]int64) bool { return o == r })
+		b.mu.Unlock()
+	}()
+	time.Sleep(b.latency)
+	return b.memBlob.ReadAt(ctx, p, off)
+}
+
+// fileChunks returns the chunks of the file at p.
+func fileChunks(t testing.TB, l *Layer, p string) []chunk {
+	n, err := l.lookup(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.file.chunks
+}
+
+// settle waits until n chunks have been fetched or have failed, for the
+// rest of a window decoded in the background.
+func settle(t testing.TB, l *Layer, n int64) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s := l.Stats()
+		if s.ChunkFetches+s.FetchErrors >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("window never settled: %+v", s)
+		}
+	}
+}
+
+// TestWindowCorruptChunk flips a byte of one chunk of a window: that chunk
+// fails, and never with its changed bytes; every other chunk of the window
+// is served exactly from the one request, since each is verified on its own.
+// A read of the bad chunk fetches it again (once, alone); nothing else does.
+func TestWindowCorruptChunk(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	big := randBytes(r, 10_500)
+	tarData := makeTar(t, []tarEntry{reg("big", big), reg("other", []byte("other"))})
+	fmts := append(testFormats, testFormat{"estargz-stored", buildOpts{chunkSize: 1000, level: 0}})
+	for _, f := range fmts {
+		b := buildBlob(t, tarData, f.opts)
+		l0, _ := openBuilt(t, b)
+		chunks := fileChunks(t, l0, "big")
+		for _, i := range []int{0, 4, 10} {
+			t.Run(fmt.Sprintf("%s/chunk%d", f.name, i), func(t *testing.T) {
+				bad := bytes.Clone(b.blob)
+				bad[chunks[i].cOff+20] ^= 0x40
+				l, mb := openBuilt(t, built{blob: bad, annot: b.annot})
+				mb.reads.Store(0)
+				c, _ := l.Open(context.Background(), "big")
+				readChunk(t, c, chunks[0], big, i == 0, f.opts.level == 0)
+				settle(t, l, 12) // big's 11 chunks and other's one, in one window
+				for j, ch := range chunks[1:] {
+					readChunk(t, c, ch, big, j+1 == i, f.opts.level == 0)
+				}
+				oc, _ := l.Open(context.Background(), "other")
+				if got, err := io.ReadAll(io.NewSectionReader(oc, 0, 5)); err != nil || string(got) != "other" {
+					t.Errorf("other file in the same window: %q, %v", got, err)
+				}
+				wantReads, wantErrors := int64(2), int64(2)
+				if i == 0 { // the first read was the bad chunk's own fetch
+					wantReads, wantErrors = 1, 1
+				}
+				s := l.Stats()
+				if n := mb.reads.Load(); n != wantReads || s.FetchErrors != wantErrors || s.ChunkFetches != 11 {
+					t.Errorf("%d reads, %d errors, %d fetched; want %d, %d, 11", n, s.FetchErrors, s.ChunkFetches, wantReads, wantErrors)
+				}
+			})
+		}
+	}
+}
+
+// readChunk reads exactly one chunk's bytes and checks them, or checks that
+// a bad chunk fails without writing a byte.
+func readChunk(t *testing.T, c interface {
+	ReadAt([]byte, int64) (int, error)
+}, ch chunk, want []byte, bad, wantDigestErr bool) {
+	t.Helper()
+	buf := bytes.Repeat([]byte{0xa5}, int(ch.size))
+	n, err := c.ReadAt(buf, ch.off)
+	if !bad {
+		if n != len(buf) || (err != nil && err != io.EOF) || !bytes.Equal(buf, want[ch.off:ch.off+ch.size]) {
+			t.Errorf("good chunk at %d: %d bytes, %v (or wrong bytes)", ch.off, n, err)
+		}
+		return
+	}
+	if err == nil || err == io.EOF || n != 0 || slices.ContainsFunc(buf, func(x byte) bool { return x != 0xa5 }) {
+		t.Errorf("bad chunk at %d: %d bytes, %v", ch.off, n, err)
+	}
+	if wantDigestErr && !errors.Is(err, ErrChunkDigest) {
+		t.Errorf("bad chunk at %d: %v, want ErrChunkDigest", ch.off, err)
+	}
+}
+
+// TestConcurrentWindows reads random and sequential pieces of many files
+// from many goroutines at once, through windows of several sizes and
+// read-ahead: every byte must be exact, no range may be fetched while an
+// overlapping one is, and (the store holding everything) no byte of the
+// blob is fetched twice.
+func TestConcurrentWindows(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	tarData := makeTar(t, randomTar(r, 30, 1000))
+	want := tarFiles(t, tarData)
+	var paths []string
+	for p, data := range want {
+		if len(data) > 0 {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	for _, f := range testFormats {
+		b := buildBlob(t, tarData, f.opts)
+		payload, _ := splitBlob(t, b.blob, f.opts.zstd)
+		for _, window := range []int64{0, 2500, 20_000} {
+			t.Run(fmt.Sprintf("%s/%d", f.name, window), func(t *testing.T) {
+				sb := &slowBlob{memBlob: memBlob{data: b.blob}, latency: 100 * time.Microsecond}
+				l, err := Open(context.Background(), sb, b.annot, WithFetchWindow(window))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				sb.bytes.Store(0)
+				var wg sync.WaitGroup
+				for g := range 8 {
+					wg.Go(func() { readRandomly(t, l, paths, want, rand.New(rand.NewPCG(uint64(g), 17))) })
+				}
+				wg.Wait()
+				l.Close()
+				s := l.Stats()
+				if n := sb.overlaps.Load(); n != 0 {
+					t.Errorf("%d reads overlapped a read under way", n)
+				}
+				if n := sb.bytes.Load(); n > int64(len(payload)) {
+					t.Errorf("fetched %d bytes of a %d-byte payload", n, len(payload))
+				}
+				if s.FetchErrors != 0 || s.ChunkFetches > int64(len(l.idx.order)) {
+					t.Errorf("%d errors, %d chunks fetched of %d", s.FetchErrors, s.ChunkFetches, len(l.idx.order))
+				}
+			})
+		}
+	}
+}
+
+func readRandomly(t *testing.T, l *Layer, paths []string, want map[string][]byte, r *rand.Rand) {
+	for range 15 {
+		p := paths[r.IntN(len(paths))]
+		data := want[p]
+		c, err := l.Open(context.Background(), p)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if r.IntN(2) == 0 {
+			if got := readSequential(t, l, p, 700); !bytes.Equal(got, data) {
+				t.Errorf("%s: sequential read differs", p)
+			}
+			continue
+		}
+		off := r.IntN(len(data))
+		buf := make([]byte, r.IntN(3000)+1)
+		n, err := c.ReadAt(buf, int64(off))
+		end := min(off+len(buf), len(data))
+		if n != end-off || !bytes.Equal(buf[:n], data[off:end]) || (err != nil && err != io.EOF) {
+			t.Errorf("%s: ReadAt(%d, %d) = %d, %v", p, len(buf), off, n, err)
+		}
+	}
+}
+
+// tiles is how many requests a sequential read of a file takes: each window
+// starts at the first chunk not fetched yet and takes the chunks that fit.
+// Who sends a request (the reader or read-ahead) does not move where
+// windows start, so the count is exact.
+func tiles(chunks []chunk, window int64) int64 {
+	n := int64(0)
+	for i := 0; i < len(chunks); n++ {
+		start := chunks[i].cOff
+		for i++; i < len(chunks) && chunks[i].cEnd-start <= window; i++ {
+		}
+	}
+	return n
+}
+
+// TestReadAheadSequential reads a 30-chunk file sequentially through a
+// blob with latency, in windows of 2-3 chunks: the requests are exactly the
+// windows, whoever sends them, and read-ahead sends some.
+func TestReadAheadSequential(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	big := randBytes(r, 30_000)
+	tarData := makeTar(t, []tarEntry{reg("big", big)})
+	for _, f := range testFormats {
+		t.Run(f.name, func(t *testing.T) {
+			b := buildBlob(t, tarData, f.opts)
+			sb := &slowBlob{memBlob: memBlob{data: b.blob}, latency: time.Millisecond}
+			l, err := Open(context.Background(), sb, b.annot, WithFetchWindow(3100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			sb.reads.Store(0)
+			if got := readSequential(t, l, "big", 1000); !bytes.Equal(got, big) {
+				t.Fatal("sequential read differs")
+			}
+			l.Close()
+			s := l.Stats()
+			want := tiles(fileChunks(t, l, "big"), 3100)
+			if n := sb.reads.Load(); n != want || want > 11 || s.ReadAheads < 1 || s.ChunkFetches != 30 {
+				t.Errorf("%d reads (want %d), %d of them read-ahead (want some), %d chunks fetched (want 30)",
+					n, want, s.ReadAheads, s.ChunkFetches)
+			}
+			t.Logf("%d requests, %d read-ahead; %d chunk reads waited, %d found stored", sb.reads.Load(), s.ReadAheads, s.ChunkWaits, s.ChunkHits)
+		})
+	}
+}
+
+// gateBlob blocks, once armed, one read at or past gate until its context
+// ends, as a registry that stops answering would (for 10 s at most, so that
+// a broken Close fails the test rather than hanging it).
+type gateBlob struct {
+	memBlob
+	gate    int64
+	armed   atomic.Bool
+	blocked chan struct{} // closed when the read is blocked
+	once    sync.Once
+}
+
+func (b *gateBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	block := false
+	if off >= b.gate && b.armed.Load() {
+		b.once.Do(func() { block = true })
+	}
+	if block {
+		close(b.blocked)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("gate: blocked read never cancelled")
+		}
+	}
+	return b.memBlob.ReadAt(ctx, p, off)
+}
+
+// TestReadAheadClose: Close stops a read-ahead blocked on the network and
+// waits for it; a reader waiting for a chunk of that read-ahead fetches the
+// chunk itself; reads go on after Close, without read-ahead.
+func TestReadAheadClose(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	big := randBytes(r, 10_000)
+	tarData := makeTar(t, []tarEntry{reg("big", big)})
+	b := buildBlob(t, tarData, testFormats[0].opts)
+	l0, _ := openBuilt(t, b)
+	chunks := fileChunks(t, l0, "big")
+	gb := &gateBlob{memBlob: memBlob{data: b.blob}, gate: chunks[3].cOff, blocked: make(chan struct{})}
+	l, err := Open(context.Background(), gb, b.annot, WithFetchWindow(3100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	gb.armed.Store(true)
+	c, _ := l.Open(context.Background(), "big")
+	readChunk(t, c, chunk{off: 0, size: 100}, big, false, false) // fetches chunks 0-2, reads ahead 3-5
+	select {
+	case <-gb.blocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no read-ahead started")
+	}
+	waiter := make(chan struct{})
+	go func() {
+		defer close(waiter)
+		readChunk(t, c, chunks[4], big, false, false) // joins the read-ahead, then fetches alone
+	}()
+	for l.Stats().ChunkWaits == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		l.Close()
+		close(closed)
+	}()
+	for _, ch := range []chan struct{}{closed, waiter} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close or the waiting reader hangs")
+		}
+	}
+	l.Close() // idempotent
+	if got := readSequential(t, l, "big", 1000); !bytes.Equal(got, big) {
+		t.Error("read after Close differs")
+	}
+	if s := l.Stats(); s.ReadAheads != 1 || s.FetchErrors != 0 {
+		t.Errorf("%d read-aheads, %d errors; want 1 (none after Close), 0 (a cancellation is no error)", s.ReadAheads, s.FetchErrors)
+	}
+}
+
+// BenchmarkColdSequentialRead reads a 16 MiB file of 64 KiB chunks from a
+// fresh layer, 128 KiB at a time as the kernel asks, from a blob with
+// 200 µs per request: "per-chunk" is one request per chunk (the behaviour
+// before fetch windows), "window" merges chunks, "window+read-ahead" also
+// fetches ahead of the reader.
+func BenchmarkColdSequentialRead(b *testing.B) {
+	const size = 16 << 20
+	r := rand.New(rand.NewPCG(23, 24))
+	data := compressible(r, size)
+	tarData := makeTar(b, []tarEntry{reg("big", data)})
+	for _, f := range testFormats {
+		bl := buildBlob(b, tarData, buildOpts{zstd: f.opts.zstd, chunkSize: 64 << 10, level: -1})
+		for _, m := range []struct {
+			name string
+			opts []Option
+		}{
+			{"per-chunk", []Option{WithFetchWindow(0)}},
+			{"window", []Option{WithReadAhead(0)}},
+			{"window+read-ahead", nil},
+		} {
+			b.Run(f.name+"/"+m.name, func(b *testing.B) {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				var requests int64
+				for b.Loop() {
+					requests += coldRead(b, bl, m.opts)
+				}
+				b.ReportMetric(float64(requests)/float64(b.N), "requests/op")
+			})
+		}
+	}
+}
+
+// coldRead opens a layer (untimed) and reads its file sequentially,
+// returning the requests the read made.
+func coldRead(b *testing.B, bl built, opts []Option) int64 {
+	b.StopTimer()
+	sb := &slowBlob{memBlob: memBlob{data: bl.blob}, latency: 200 * time.Microsecond}
+	l, err := Open(context.Background(), sb, bl.annot, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _ := l.Open(context.Background(), "big")
+	buf := make([]byte, 128<<10)
+	b.StartTimer()
+	for off := int64(0); ; off += int64(len(buf)) {
+		_, err := c.ReadAt(buf, off)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	l.Close()
+	b.StartTimer()
+	return l.Stats().RangeRequests
+}
+
+// compressible returns n bytes of random words, which compress about as
+// well as text and binaries do (2-4x).
+func compressible(r *rand.Rand, n int) []byte {
+	words := make([][]byte, 512)
+	for i := range words {
+		words[i] = randBytes(r, 2+r.IntN(10))
+		for j := range words[i] {
+			words[i][j] = 'a' + words[i][j]%26
+		}
+	}
+	var buf bytes.Buffer
+	for buf.Len() < n {
+		buf.Write(words[r.IntN(len(words))])
+		buf.WriteByte(" \n"[r.IntN(2)])
+	}
+	return buf.Bytes()[:n]
+}
