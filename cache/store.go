@@ -307,3 +307,15 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// Has reports whether an entry for d exists, without reading or verifying
+// it (a later Get still verifies). It lets a reader plan which chunks to
+// fetch without hashing every candidate from disk.
+func (s *Store) Has(d digest.Digest) bool {
+	p, err := s.path(d)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Lstat(p)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -371,3 +371,22 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("temp files left: %v", left)
 	}
 }
+
+func TestHas(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("present")
+	d := digest.FromBytes(data)
+	if s.Has(d) {
+		t.Fatal("Has before Put")
+	}
+	s.Put(d, data)
+	if !s.Has(d) {
+		t.Error("Has after Put is false")
+	}
+	if s.Has("sha256:../../etc/passwd") {
+		t.Error("Has of an invalid digest is true")
+	}
+}

@@ -35,3 +35,17 @@ func (t *TieredStore) Put(d digest.Digest, data []byte) {
 	t.front.Put(d, data)
 	t.back.Put(d, data)
 }
+
+// Has reports whether either store holds the chunk, without reading it
+// where a store can tell cheaply.
+func (t *TieredStore) Has(d digest.Digest) bool {
+	return storeHas(t.front, d) || storeHas(t.back, d)
+}
+
+func storeHas(s ChunkStore, d digest.Digest) bool {
+	if h, ok := s.(presence); ok {
+		return h.Has(d)
+	}
+	_, ok := s.Get(d)
+	return ok
+}

@@ -25,4 +25,7 @@ func TestTieredStore(t *testing.T) {
 	if _, ok := s.Get(digest.FromString("missing")); ok {
 		t.Error("Get of a missing chunk hit")
 	}
+	if !s.Has(da) || !s.Has(db) || s.Has(digest.FromString("missing")) {
+		t.Error("Has disagrees with what was stored")
+	}
 }

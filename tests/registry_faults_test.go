@@ -72,8 +72,10 @@ func (f *blobFaults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.next.ServeHTTP(w, r)
 		return
 	}
-	f.gets.Add(1)
-	kind, spoil, fresh := f.pick(r.RemoteAddr)
+	// One request per connection: then every reset hits a fresh
+	// connection, which net/http cannot replay by itself.
+	w.Header().Set("Connection", "close")
+	kind, spoil, fresh := f.pick(f.gets.Add(1), r.RemoteAddr)
 	if !spoil {
 		f.next.ServeHTTP(w, r)
 		return
@@ -92,11 +94,19 @@ func (f *blobFaults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *blobFaults) pick(client string) (kind faultKind, spoil, fresh bool) {
+// forcedFaults spoils the blob GETs with these numbers with each fault kind
+// in turn, so that every kind is served however few requests the mount
+// needs; the rest are spoiled at random.
+var forcedFaults = map[int64]faultKind{2: fault500, 4: faultReset, 6: faultTruncate}
+
+func (f *blobFaults) pick(n int64, client string) (kind faultKind, spoil, fresh bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fresh = !f.conns[client]
 	f.conns[client] = true
+	if k, ok := forcedFaults[n]; ok {
+		return k, true, fresh
+	}
 	if f.rng.Float64() >= faultRate {
 		return 0, false, fresh
 	}

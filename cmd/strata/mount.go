@@ -239,6 +239,9 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 			if o.Stream != nil {
 				o.Stream.Close()
 			}
+			if o.Lazy != nil {
+				o.Lazy.Close() // stops its read-ahead
+			}
 		}
 	}
 	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
