@@ -31,6 +31,7 @@ func convertCommand() *cli.Command {
 			"   strata convert --format estargz oci:./app:latest oci:./app:esgz",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: string(convert.DefaultFormat), Usage: "`FORMAT` of the new layers: zstd:chunked or estargz"},
+			&cli.IntFlag{Name: "chunk-size", Value: convert.DefaultChunkSize, Usage: "uncompressed `BYTES` per chunk: the unit a lazy mount fetches, decompresses and verifies"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registries over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
 		},
@@ -64,7 +65,8 @@ func runConvert(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := convert.Convert(ctx, img, convert.WithFormat(format), convert.WithProgress(newProgressPrinter()))
+	res, err := convert.Convert(ctx, img, convert.WithFormat(format), convert.WithChunkSize(c.Int("chunk-size")),
+		convert.WithProgress(newProgressPrinter()))
 	if err != nil {
 		return err
 	}

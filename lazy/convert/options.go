@@ -62,7 +62,7 @@ type options struct {
 // the same on every machine: estargz cuts the tar into that many parts.
 const (
 	DefaultFormat      = ZstdChunked
-	DefaultChunkSize   = 4 << 20
+	DefaultChunkSize   = 1 << 20
 	DefaultParallelism = 4
 	// progressStep is how many bytes pass between two progress reports.
 	progressStep = 1 << 20
@@ -97,7 +97,7 @@ func WithFormat(f Format) Option {
 	}
 }
 
-// WithChunkSize sets the largest chunk a file is cut into (default 4 MiB),
+// WithChunkSize sets the largest chunk a file is cut into (default 1 MiB),
 // the unit a lazy reader fetches and verifies.
 func WithChunkSize(n int) Option {
 	return func(o *options) error {
