@@ -69,8 +69,14 @@ func (l *Layer) claimAhead(c *chunk) *window {
 	return l.newWindow(c)
 }
 
+// crossFileShare bounds how much of a fetch window may go to the files
+// after the one being read (1/crossFileShare of it): the rest of the file is
+// what a reader most likely wants next; the next files in the layer only may
+// be, and on a slow link every speculative byte costs.
+const crossFileShare = 8
+
 // newWindow claims c and the chunks that follow it in the blob, up to the
-// fetch window, stopping at the first one stored, claimed by another fetch
+// fetch window (of which at most 1/crossFileShare beyond c's file), stopping at the first one stored, claimed by another fetch
 // (whose bytes are on their way) or known bad. l.mu is held.
 func (l *Layer) newWindow(c *chunk) *window {
 	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > l.window}
@@ -78,9 +84,16 @@ func (l *Layer) newWindow(c *chunk) *window {
 	if w.stream {
 		return w
 	}
+	fileEnd := int64(-1) // where c's file ends in the blob, once the window passes it
 	for _, n := range l.idx.order[c.seq+1:] {
 		if n.cEnd-c.cOff > l.window {
 			break
+		}
+		if n.off == 0 && fileEnd < 0 {
+			fileEnd = w.end // n starts another file
+		}
+		if fileEnd >= 0 && n.cEnd-fileEnd > l.window/crossFileShare {
+			break // other files are a guess: take only a little of them
 		}
 		if cl := l.calls[keyOf(n)]; cl != nil {
 			if cl.w != w {
