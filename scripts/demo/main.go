@@ -8,13 +8,13 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/stratafs/strata/layer"
 	"io"
 	"io/fs"
 	"log"
@@ -264,78 +264,13 @@ func (d *demo) push(ctx context.Context, ref string) error {
 // lets tarball gzip it.
 func packLayer(dir string) (v1.Layer, error) {
 	var buf bytes.Buffer
-	if err := writeTar(&buf, dir); err != nil {
+	if err := layer.WriteTar(&buf, dir); err != nil {
 		return nil, err
 	}
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
-}
-
-type inode struct{ dev, ino uint64 }
-
-func writeTar(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	seen := map[inode]string{}
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		return addEntry(tw, p, filepath.ToSlash(rel), seen)
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
-func addEntry(tw *tar.Writer, p, rel string, seen map[inode]string) error {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return err
-	}
-	target := ""
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if target, err = os.Readlink(p); err != nil {
-			return err
-		}
-	}
-	h, err := tar.FileInfoHeader(fi, target)
-	if err != nil {
-		return err
-	}
-	h.Name, h.Uname, h.Gname = rel, "", ""
-	// Only mtime matters to an image; atime/ctime would force PAX records.
-	h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
-	if fi.IsDir() {
-		h.Name += "/"
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
-		key := inode{uint64(st.Dev), st.Ino}
-		if first, ok := seen[key]; ok {
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
-			return tw.WriteHeader(h)
-		}
-		seen[key] = rel
-	}
-	if err := tw.WriteHeader(h); err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(tw, f)
-	return err
 }
 
 // imageSize is the sum of ref's compressed layer sizes, from its manifest.

@@ -19,7 +19,7 @@ var systems = []string{"full-pull", "zstd:chunked", "estargz"}
 
 type benchmark struct {
 	opts  options
-	clean *cleanups
+	clean *bench.Cleanups
 	reg   *countingRegistry
 	refs  map[string]string // system -> image reference
 	// imageBytes is each system's image size, compressed, all layers.
@@ -55,7 +55,7 @@ func (b *benchmark) setup(ctx context.Context) error {
 		return err
 	}
 	b.reg = reg
-	b.clean.add(reg.stop)
+	b.clean.Add(reg.stop)
 	repo := reg.addr + "/bench/python"
 	b.refs = map[string]string{"full-pull": repo + ":gzip", "zstd:chunked": repo + ":zstd", "estargz": repo + ":esgz"}
 	progress("pushing the gzip image to %s", b.refs["full-pull"])
@@ -143,7 +143,7 @@ type sysRun struct {
 	err                                 error
 }
 
-func (s *sysRun) teardown(fn func() error) { s.done = append(s.done, s.b.clean.add(fn)) }
+func (s *sysRun) teardown(fn func() error) { s.done = append(s.done, s.b.clean.Add(fn)) }
 
 func (b *benchmark) runOne(ctx context.Context, sys string, i int) *sysRun {
 	s := &sysRun{b: b, System: sys, Run: i + 1, ref: b.refs[sys],

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	_ "embed"
 	"fmt"
-	"io"
+	"github.com/stratafs/strata/layer"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -67,7 +64,7 @@ func packLayer(dir, out string) error {
 	}
 	defer f.Close()
 	zw, _ := gzip.NewWriterLevel(f, gzip.DefaultCompression)
-	if err := writeTar(zw, dir); err != nil {
+	if err := layer.WriteTar(zw, dir); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {
@@ -77,70 +74,6 @@ func packLayer(dir, out string) error {
 		return err
 	}
 	return os.Rename(out+".tmp", out)
-}
-
-type inode struct{ dev, ino uint64 }
-
-func writeTar(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	seen := map[inode]string{}
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		return addEntry(tw, p, filepath.ToSlash(rel), seen)
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
-func addEntry(tw *tar.Writer, p, rel string, seen map[inode]string) error {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return err
-	}
-	target := ""
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if target, err = os.Readlink(p); err != nil {
-			return err
-		}
-	}
-	h, err := tar.FileInfoHeader(fi, target)
-	if err != nil {
-		return err
-	}
-	h.Name, h.Uname, h.Gname = rel, "", ""
-	h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
-	if fi.IsDir() {
-		h.Name += "/"
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
-		key := inode{uint64(st.Dev), st.Ino}
-		if first, ok := seen[key]; ok {
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
-			return tw.WriteHeader(h)
-		}
-		seen[key] = rel
-	}
-	if err := tw.WriteHeader(h); err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(tw, f)
-	return err
 }
 
 // push writes the cached blobs to ref as an OCI image.

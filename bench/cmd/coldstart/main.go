@@ -22,6 +22,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/stratafs/strata/bench"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,9 +86,9 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	b := &benchmark{opts: o, clean: &cleanups{}}
+	b := &benchmark{opts: o, clean: &bench.Cleanups{}}
 	// Deferred, so mounts and processes go on error, signal and panic too.
-	defer b.clean.runAll()
+	defer b.clean.RunAll(progress)
 	if err := b.setup(ctx); err != nil {
 		return err
 	}

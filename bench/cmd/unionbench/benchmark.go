@@ -20,7 +20,7 @@ var peers = []string{"overlayfs", "fuse-overlayfs"}
 type benchmark struct {
 	opts    options
 	work    string
-	j       *janitor
+	j       *bench.Cleanups
 	tree    *tree
 	systems []system
 	scens   []scenario

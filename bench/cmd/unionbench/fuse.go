@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/stratafs/strata/bench"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,7 +49,7 @@ func fuseOverlaySystem() *fuseServer {
 	}
 }
 
-func (s *fuseServer) mount(ctx context.Context, t *tree, d runDirs, j *janitor) (*mounted, error) {
+func (s *fuseServer) mount(ctx context.Context, t *tree, d runDirs, j *bench.Cleanups) (*mounted, error) {
 	logPath := filepath.Join(d.base, "server.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -66,7 +67,7 @@ func (s *fuseServer) mount(ctx context.Context, t *tree, d runDirs, j *janitor) 
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	stop := j.add(func() error { return s.stop(cmd.Process.Pid, d.mnt, exited, logPath) })
+	stop := j.Add(func() error { return s.stop(cmd.Process.Pid, d.mnt, exited, logPath) })
 	if err := s.waitMounted(ctx, d.mnt, exited, logPath); err != nil {
 		stop()
 		return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/stratafs/strata/bench"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -74,9 +75,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	b := &benchmark{opts: o, work: work, j: &janitor{}, seen: map[string]int{}}
+	b := &benchmark{opts: o, work: work, j: &bench.Cleanups{}, seen: map[string]int{}}
 	// Deferred, so the mounts go even when a scenario panics.
-	defer b.j.runAll()
+	defer b.j.RunAll(progress)
 	if err := b.setup(ctx, strings.Split(o.systems, ",")); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/stratafs/strata/bench"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -49,7 +50,7 @@ type mounted struct {
 // system is one way of presenting the layers: a union or the native anchor.
 type system interface {
 	name() string
-	mount(ctx context.Context, t *tree, d runDirs, j *janitor) (*mounted, error)
+	mount(ctx context.Context, t *tree, d runDirs, j *bench.Cleanups) (*mounted, error)
 }
 
 // native reads layer0 itself and writes into a plain directory on the same
@@ -59,7 +60,7 @@ type native struct{}
 
 func (native) name() string { return "native" }
 
-func (native) mount(_ context.Context, t *tree, d runDirs, _ *janitor) (*mounted, error) {
+func (native) mount(_ context.Context, t *tree, d runDirs, _ *bench.Cleanups) (*mounted, error) {
 	return &mounted{
 		root: t.layer0(), writeRoot: d.scratch,
 		check: func() error { return nil }, stop: func() error { return nil }, abort: func() {},
@@ -76,14 +77,14 @@ type overlay struct{}
 
 func (overlay) name() string { return "overlayfs" }
 
-func (overlay) mount(_ context.Context, t *tree, d runDirs, j *janitor) (*mounted, error) {
+func (overlay) mount(_ context.Context, t *tree, d runDirs, j *bench.Cleanups) (*mounted, error) {
 	if err := syscall.Mount("overlay", d.mnt, "overlay", 0, overlayOptions(t, d)); err != nil {
 		return nil, fmt.Errorf("mount -t overlay %s: %w", d.mnt, err)
 	}
 	return &mounted{
 		root: d.mnt, writeRoot: d.mnt,
 		check: func() error { return checkMounted(d.mnt, "overlay") },
-		stop:  j.add(func() error { return unmount(d.mnt) }),
+		stop:  j.Add(func() error { return unmount(d.mnt) }),
 		abort: func() { forceUnmount(d.mnt) },
 	}, nil
 }
