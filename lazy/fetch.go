@@ -76,23 +76,31 @@ func (l *Layer) claimAhead(c *chunk) *window {
 const crossFileShare = 8
 
 // newWindow claims c and the chunks that follow it in the blob, up to the
-// fetch window (of which at most 1/crossFileShare beyond c's file), stopping at the first one stored, claimed by another fetch
-// (whose bytes are on their way) or known bad. l.mu is held.
+// fetch window (of which at most 1/crossFileShare beyond c's file). l.mu is
+// held.
 func (l *Layer) newWindow(c *chunk) *window {
-	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > l.window}
+	return l.claimWindow(c, l.window, crossFileShare)
+}
+
+// claimWindow claims c and the chunks that follow it in the blob, up to size
+// compressed bytes, of which at most 1/share beyond c's file, stopping at
+// the first one stored, claimed by another fetch (whose bytes are on their
+// way) or known bad. l.mu is held.
+func (l *Layer) claimWindow(c *chunk, size int64, share int64) *window {
+	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size}
 	l.add(w, c)
 	if w.stream {
 		return w
 	}
 	fileEnd := int64(-1) // where c's file ends in the blob, once the window passes it
 	for _, n := range l.idx.order[c.seq+1:] {
-		if n.cEnd-c.cOff > l.window {
+		if n.cEnd-c.cOff > size {
 			break
 		}
 		if n.off == 0 && fileEnd < 0 {
 			fileEnd = w.end // n starts another file
 		}
-		if fileEnd >= 0 && n.cEnd-fileEnd > l.window/crossFileShare {
+		if fileEnd >= 0 && n.cEnd-fileEnd > size/share {
 			break // other files are a guess: take only a little of them
 		}
 		if cl := l.calls[keyOf(n)]; cl != nil {

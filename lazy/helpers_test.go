@@ -106,12 +106,16 @@ type built struct {
 type buildOpts struct {
 	zstd      bool
 	chunkSize int
-	level     int // gzip level; -1 keeps estargz's default
+	level     int      // gzip level; -1 keeps estargz's default
+	priority  []string // files put before the .prefetch.landmark
 }
 
 func buildBlob(t testing.TB, tarData []byte, o buildOpts) built {
 	t.Helper()
 	opts := []estargz.Option{estargz.WithChunkSize(o.chunkSize), estargz.WithParallelism(1)}
+	if o.priority != nil {
+		opts = append(opts, estargz.WithPrioritizedFiles(o.priority))
+	}
 	meta := map[string]string{}
 	if o.zstd {
 		c := &zstdCompression{&zstdchunked.Compressor{CompressionLevel: zstd.SpeedFastest, Metadata: meta}, &zstdchunked.Decompressor{}}

@@ -57,7 +57,7 @@ const openParallel = 4
 
 // OpenImage opens every layer of an image lazily, base layer first, fetching
 // their TOCs in parallel. opts apply to every layer (WithName is set to the
-// layer's digest). It fails, naming the layer, if any layer cannot be read
+// layer's digest); the layers' prefetches yield to reads in any of them. It fails, naming the layer, if any layer cannot be read
 // lazily.
 func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Layer, error) {
 	// Annotations first, in order, so that a refusal names the same layer
@@ -70,6 +70,7 @@ func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Lay
 		}
 		tocs[i] = toc
 	}
+	opts = append(opts[:len(opts):len(opts)], withDemand(new(demand)))
 	out := make([]*Layer, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(openParallel)

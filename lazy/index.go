@@ -28,6 +28,10 @@ type index struct {
 	nodes map[string]*node
 	links map[uint64][]string // ID -> every visible path of a hard-linked file
 	order []*chunk            // every file's chunks, in blob order
+	// landmark is where eStargz's .prefetch.landmark lies in the blob: the
+	// files before it are the ones the image's builder marked as read at
+	// start. -1 when the layer has none.
+	landmark int64
 }
 
 // builder turns TOC entries into an index, refusing any TOC that could not
@@ -65,6 +69,7 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 	}
 	setChunkEnds(b.files, b.payload)
 	b.idx.order = blobOrder(b.files)
+	b.idx.landmark = b.landmarkOffset()
 	b.link()
 	b.count()
 	return &b.idx, nil
@@ -299,6 +304,15 @@ func joinPath(dir, name string) string {
 // maxLinkChain bounds a chain of hard links naming hard links; tar writers
 // name the first path of a file, so real chains have length 1.
 const maxLinkChain = 64
+
+// landmarkOffset finds the prefetch landmark in the root, if any.
+func (b *builder) landmarkOffset() int64 {
+	n, ok := b.idx.nodes[estargz.PrefetchLandmark]
+	if !ok || !isLandmark(n) || n.file == nil || len(n.file.chunks) == 0 {
+		return -1
+	}
+	return n.file.chunks[0].cOff
+}
 
 // isLandmark reports an eStargz prefetch landmark, a file the format puts
 // in the root that is not part of the image (stargz-snapshotter and

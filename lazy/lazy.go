@@ -54,6 +54,7 @@ type Layer struct {
 	aheadDist int64         // how far past its reader read-ahead may start
 	slots     chan struct{} // read-ahead windows in flight; nil: no read-ahead
 	bg        *background
+	demand    *demand // shared by the layers of an image
 
 	mu    sync.Mutex         // guards calls and bad
 	calls map[chunkKey]*call // chunks being fetched: one fetch per chunk at a time
@@ -93,7 +94,7 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 	}
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
 		window: o.fetchWindow, aheadDist: int64(o.readAhead) * o.fetchWindow,
-		bg: newBackground(), calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{}}
+		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{}}
 	l.data = countingBlob{blob, &l.stats.requests}
 	if o.readAhead > 0 {
 		l.slots = make(chan struct{}, o.readAhead)
@@ -239,6 +240,8 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 		l.stats.hits.Add(1)
 		return data, nil
 	}
+	l.demand.begin()
+	defer l.demand.end()
 	for attempt := 0; ; attempt++ {
 		data, cl, w := l.claim(c)
 		switch {

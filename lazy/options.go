@@ -16,6 +16,7 @@ type options struct {
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
 	windowSet    bool  // fetchWindow was given, even as 0
 	readAheadSet bool  // readAhead was given, even as 0
+	demand       *demand
 }
 
 // Defaults. A TOC entry costs a few hundred bytes of memory once parsed, so
@@ -64,6 +65,9 @@ func (o *options) setDefaults() {
 	// they are read (64 MiB gives DefaultFetchWindow).
 	if ms, ok := o.store.(*MemoryStore); ok {
 		o.fetchWindow = min(o.fetchWindow, ms.max/16)
+	}
+	if o.demand == nil {
+		o.demand = new(demand)
 	}
 	if !o.readAheadSet {
 		o.readAhead = DefaultReadAhead
@@ -171,6 +175,15 @@ func WithReadAhead(n int) Option {
 			return fmt.Errorf("lazy: read-ahead %d must not be negative", n)
 		}
 		o.readAhead, o.readAheadSet = n, true
+		return nil
+	}
+}
+
+// withDemand makes layers share one count of demand fetches, so that the
+// prefetch of each yields to reads in all of them.
+func withDemand(d *demand) Option {
+	return func(o *options) error {
+		o.demand = d
 		return nil
 	}
 }

@@ -99,6 +99,8 @@ func (l *Layer) readAhead(c *Content, pos int64) {
 
 func (l *Layer) fetchAhead(ctx context.Context, c *chunk) {
 	defer func() { <-l.slots }()
+	l.demand.begin() // a sequential reader will want it soon
+	defer l.demand.end()
 	if w := l.claimAhead(c); w != nil {
 		l.stats.readAheads.Add(1)
 		l.fetch(ctx, w, true)

@@ -17,6 +17,7 @@ type Stats struct {
 	// windows merge chunks.
 	RangeRequests int64
 	ReadAheads    int64 // read-ahead windows started
+	Prefetches    int64 // prefetch windows started (see Layer.Prefetch)
 	FetchErrors   int64 // chunk fetches or verifications that failed (cancellations excluded)
 	LastError     string
 	LastErrorAt   time.Time
@@ -25,7 +26,7 @@ type Stats struct {
 // layerStats is Stats kept current under concurrent reads.
 type layerStats struct {
 	served, hits, waits, fetches, errors atomic.Int64
-	requests, readAheads                 atomic.Int64
+	requests, readAheads, prefetches     atomic.Int64
 
 	mu        sync.Mutex // guards lastError and lastAt
 	lastError string
@@ -51,6 +52,7 @@ func (l *Layer) Stats() Stats {
 		ChunkFetches:  s.fetches.Load(),
 		RangeRequests: s.requests.Load(),
 		ReadAheads:    s.readAheads.Load(),
+		Prefetches:    s.prefetches.Load(),
 		FetchErrors:   s.errors.Load(),
 		LastError:     s.lastError,
 		LastErrorAt:   s.lastAt,

@@ -50,6 +50,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
 			&cli.StringFlag{Name: "cache", Usage: "keep fetched chunks, verified, in `DIR`, shared by every mount that names it (default: memory only)"},
+			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background, so a workload that reads most of the image gets it at link speed), none, or auto (all with --cache, else landmark)"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
@@ -222,6 +223,10 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
 		}
 	}
+	prefetch, err := prefetchMode(c.String("prefetch"), c.String("cache") != "")
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
 	lopts, err := chunkStoreOptions(c.String("cache"))
 	if err != nil {
 		return nil, "", nil, nil, err
@@ -229,6 +234,11 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 	opened, err := lazy.OpenImageLayers(ctx, ils, sls, lopts...)
 	if err != nil {
 		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	for _, o := range opened {
+		if o.Lazy != nil {
+			o.Lazy.Prefetch(prefetch)
+		}
 	}
 	layers := make([]layer.Layer, len(opened))
 	for i, o := range opened {
@@ -245,6 +255,25 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 		}
 	}
 	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
+}
+
+// prefetchMode reads --prefetch. A whole-layer prefetch needs a store that
+// can hold the layers, so auto asks for it only with an on-disk cache.
+func prefetchMode(v string, disk bool) (lazy.Prefetch, error) {
+	switch v {
+	case "none":
+		return lazy.PrefetchNone, nil
+	case "landmark":
+		return lazy.PrefetchLandmark, nil
+	case "all":
+		return lazy.PrefetchAll, nil
+	case "auto":
+		if disk {
+			return lazy.PrefetchAll, nil
+		}
+		return lazy.PrefetchLandmark, nil
+	}
+	return 0, fmt.Errorf("mount: --prefetch %q: want auto, landmark, all or none", v)
 }
 
 // memoryChunks is the memory kept for hot chunks of all layers together

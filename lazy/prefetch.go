@@ -1,0 +1,132 @@
+package lazy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Prefetch says which of a layer's bytes to fetch in the background, before
+// anything reads them.
+type Prefetch uint8
+
+const (
+	// PrefetchNone fetches nothing ahead of reads.
+	PrefetchNone Prefetch = iota
+	// PrefetchLandmark fetches the files an eStargz layer puts before its
+	// .prefetch.landmark: those its builder saw read when the image
+	// started. A layer without that landmark fetches nothing.
+	PrefetchLandmark
+	// PrefetchAll fetches the whole layer, in blob order (so the landmark's
+	// files first), in large windows. It is for a chunk store on disk that
+	// can hold the layer: a workload that reads most of an image then gets
+	// it at about the speed of a full pull instead of one round trip per
+	// window read.
+	PrefetchAll
+)
+
+// The prefetch of one layer keeps prefetchParallel windows of up to
+// prefetchWindow compressed bytes in flight: one arriving while the other
+// is decoded and stored, which keeps a link busy, while leaving most of an
+// image's request slots (lazy/remote's in-flight bound) to reads that a
+// process is waiting for.
+const (
+	prefetchWindow   = 8 << 20
+	prefetchParallel = 2
+)
+
+// demand counts the fetches that readers are waiting for (their own
+// windows, the windows they wait on, and read-ahead for a sequential
+// reader) across the layers of one image. A prefetch starts no window while
+// any is under way: a container starting up gets the link to itself, and
+// the prefetch fills the pauses between its reads.
+type demand struct{ n atomic.Int64 }
+
+func (d *demand) begin() { d.n.Add(1) }
+func (d *demand) end()   { d.n.Add(-1) }
+
+// demandPoll is how often a waiting prefetch looks whether reads are done.
+const demandPoll = 2 * time.Millisecond
+
+// idle waits until no demand fetch is under way, or ctx ends.
+func (d *demand) idle(ctx context.Context) error {
+	for d.n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(demandPoll):
+		}
+	}
+	return ctx.Err()
+}
+
+// Prefetch starts fetching, in the background, the chunks mode asks for
+// that are neither stored nor under way, and returns at once. Reads go on
+// meanwhile and come first: no prefetch window starts while a reader waits
+// for a fetch in any layer of the image (see OpenImage), and a read of a
+// chunk that a prefetch window holds waits for that window rather than
+// fetching it again. Close stops the prefetch.
+func (l *Layer) Prefetch(mode Prefetch) {
+	limit := l.prefetchLimit(mode)
+	if limit <= 0 {
+		return
+	}
+	l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, limit) })
+}
+
+// prefetchLimit is the blob offset below which mode prefetches chunks.
+func (l *Layer) prefetchLimit(mode Prefetch) int64 {
+	switch mode {
+	case PrefetchAll:
+		return l.blob.Size()
+	case PrefetchLandmark:
+		return l.idx.landmark
+	}
+	return 0
+}
+
+// prefetch walks the chunks below limit in blob order, fetching each run
+// of missing ones as a window.
+func (l *Layer) prefetch(ctx context.Context, limit int64) {
+	slots := make(chan struct{}, prefetchParallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	order := l.idx.order
+	for i := 0; i < len(order) && order[i].cOff < limit; {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if l.demand.idle(ctx) != nil {
+			return
+		}
+		w := l.claimPrefetch(order[i], limit)
+		if w == nil {
+			<-slots
+			i++
+			continue
+		}
+		for i < len(order) && order[i].cOff < w.end {
+			i++
+		}
+		l.stats.prefetches.Add(1)
+		wg.Go(func() {
+			defer func() { <-slots }()
+			l.fetch(ctx, w, true)
+		})
+	}
+}
+
+// claimPrefetch starts a prefetch window at c that ends by limit, unless c
+// is stored, under way or known bad. The window does not favour c's file:
+// every file below the limit is wanted.
+func (l *Layer) claimPrefetch(c *chunk, limit int64) *window {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls[keyOf(c)] != nil || l.bad[keyOf(c)] || l.has(c) {
+		return nil
+	}
+	return l.claimWindow(c, min(max(prefetchWindow, l.window), limit-c.cOff), 1)
+}
