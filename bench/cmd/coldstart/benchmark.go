@@ -121,8 +121,8 @@ func (b *benchmark) measure(ctx context.Context) {
 				progress("run %d %-12s FAILED: %v", i+1, sys, s.err)
 				continue
 			}
-			progress("run %d %-12s ready %6.3fs  first output %6.3fs  fetched %7.1f MB (registry %7.1f MB)  load %s",
-				i+1, sys, s.ready.Seconds(), s.first.Seconds(), mb(s.fetched), mb(s.registry), s.load)
+			progress("run %d %-12s ready %6.3fs  first output %6.3fs  fetched %7.1f MB (registry %7.1f MB)  full read %6.3fs (%.1f MB, registry %.1f MB)  load %s",
+				i+1, sys, s.ready.Seconds(), s.first.Seconds(), mb(s.fetched), mb(s.registry), s.full.Seconds(), mb(s.readBytes), mb(s.registryFull), s.load)
 		}
 	}
 }
@@ -137,8 +137,9 @@ type sysRun struct {
 	start    time.Time
 	done     []func() error
 
-	ready, first                        time.Duration
+	ready, first, full                  time.Duration
 	fetched, served, requests, registry int64
+	readBytes, registryFull             int64 // read by, and sent by the registry up to the end of, the full read
 	load                                string
 	err                                 error
 }
@@ -191,8 +192,17 @@ func (s *sysRun) measure(ctx context.Context) error {
 	if _, err := os.Lstat(filepath.Join(s.mnt, "etc/motd")); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("/etc/motd visible despite the app layer's whiteout (%v)", err)
 	}
+	if s.b.opts.fullRead {
+		// The same start, the same mount: what a build or a scan of the
+		// image would wait for.
+		if s.readBytes, err = readEverything(ctx, s.mnt); err != nil {
+			return fmt.Errorf("full read: %w", err)
+		}
+		s.full = time.Since(s.start)
+		s.registryFull = s.b.reg.blobs.Load() - before
+	}
 	if s.System == "full-pull" {
-		s.fetched = s.registry
+		s.fetched = max(s.registry, s.registryFull)
 		return nil
 	}
 	return s.strataStat(ctx)

@@ -35,6 +35,7 @@ type options struct {
 	image, work, strata, out string
 	runs                     int
 	build, rebuild, keep     bool
+	fullRead, cache          bool
 	mountArgs                listFlag
 	timeout                  time.Duration
 }
@@ -50,6 +51,8 @@ func parseFlags() options {
 	flag.IntVar(&o.runs, "runs", 5, "runs per system (medians need >= 5)")
 	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (extracted layers, upper, strata.log) after unmounting it")
 	flag.Var(&o.mountArgs, "mount-arg", "extra `ARG` for strata mount (repeat), e.g. -mount-arg=--debug -mount-arg=--cpu-profile=F")
+	flag.BoolVar(&o.fullRead, "full-read", true, "after the first output, read every file of the image and time that too")
+	flag.BoolVar(&o.cache, "cache", true, "give each strata mount a fresh on-disk chunk cache (--cache RUN/cache), as a node would have")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "limit for one system's run")
 	flag.Parse()
 	if o.work == "" {

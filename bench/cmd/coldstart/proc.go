@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +56,31 @@ func firstOutput(ctx context.Context, mnt string, start time.Time) (time.Duratio
 		return 0, fmt.Errorf("chroot python3 printed %q (%v), want \"1\"", line, rerr)
 	}
 	return elapsed, nil
+}
+
+// readEverything reads every regular file under mnt whole, in directory
+// order, one at a time, as a build or a scan of the image would, and
+// returns the bytes read.
+func readEverything(ctx context.Context, mnt string) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+		total += n
+		return err
+	})
+	return total, err
 }
 
 // fsType returns the file system type of the topmost mount on dir, "" if

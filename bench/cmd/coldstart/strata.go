@@ -26,7 +26,11 @@ func (s *sysRun) strataMount(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"mount", "--upper", upper}, s.b.opts.mountArgs...)
+	args := []string{"mount", "--upper", upper}
+	if s.b.opts.cache {
+		args = append(args, "--cache", filepath.Join(s.dir, "cache"))
+	}
+	args = append(args, s.b.opts.mountArgs...)
 	cmd := exec.Command(s.b.opts.strata, append(args, s.ref, s.mnt)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
