@@ -70,7 +70,7 @@ func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Lay
 		}
 		tocs[i] = toc
 	}
-	opts = append(opts[:len(opts):len(opts)], withDemand(new(demand)))
+	opts = append(opts[:len(opts):len(opts)], withDemand(newDemand()))
 	out := make([]*Layer, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(openParallel)

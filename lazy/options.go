@@ -67,7 +67,7 @@ func (o *options) setDefaults() {
 		o.fetchWindow = min(o.fetchWindow, ms.max/16)
 	}
 	if o.demand == nil {
-		o.demand = new(demand)
+		o.demand = newDemand()
 	}
 	if !o.readAheadSet {
 		o.readAhead = DefaultReadAhead

@@ -39,19 +39,39 @@ const (
 // demand counts the fetches that readers are waiting for (their own
 // windows, the windows they wait on, and read-ahead for a sequential
 // reader) across the layers of one image. A prefetch starts no window while
-// any is under way: a container starting up gets the link to itself, and
-// the prefetch fills the pauses between its reads.
-type demand struct{ n atomic.Int64 }
+// any is under way, nor until reads have been quiet for demandQuiet: a
+// container starting up reads in bursts with short pauses between them, and
+// gets the link to itself; the prefetch fills the longer pauses.
+type demand struct {
+	n    atomic.Int64
+	last atomic.Int64 // when the last demand fetch ended, Unix nanoseconds
+}
+
+// newDemand starts the quiet period at once: a mount is made to be read,
+// and its first reads come a moment after it.
+func newDemand() *demand {
+	d := new(demand)
+	d.last.Store(time.Now().UnixNano())
+	return d
+}
 
 func (d *demand) begin() { d.n.Add(1) }
-func (d *demand) end()   { d.n.Add(-1) }
+func (d *demand) end() {
+	d.last.Store(time.Now().UnixNano())
+	d.n.Add(-1)
+}
 
-// demandPoll is how often a waiting prefetch looks whether reads are done.
-const demandPoll = 2 * time.Millisecond
+// demandQuiet is how long reads must have waited for no fetch before a
+// prefetch window starts; demandPoll is how often a waiting prefetch looks.
+const (
+	demandQuiet = 150 * time.Millisecond
+	demandPoll  = 5 * time.Millisecond
+)
 
-// idle waits until no demand fetch is under way, or ctx ends.
+// idle waits until no demand fetch is under way and none has ended for
+// demandQuiet, or ctx ends.
 func (d *demand) idle(ctx context.Context) error {
-	for d.n.Load() > 0 {
+	for d.n.Load() > 0 || time.Since(time.Unix(0, d.last.Load())) < demandQuiet {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -50,7 +50,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
 			&cli.StringFlag{Name: "cache", Usage: "keep fetched chunks, verified, in `DIR`, shared by every mount that names it (default: memory only)"},
-			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background, so a workload that reads most of the image gets it at link speed), none, or auto (all with --cache, else landmark)"},
+			&cli.StringFlag{Name: "prefetch", Value: "landmark", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause, for workloads that read most of the image; needs --cache to hold it), or none"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
@@ -223,7 +223,7 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
 		}
 	}
-	prefetch, err := prefetchMode(c.String("prefetch"), c.String("cache") != "")
+	prefetch, err := prefetchMode(c.String("prefetch"))
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
@@ -257,9 +257,8 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
 }
 
-// prefetchMode reads --prefetch. A whole-layer prefetch needs a store that
-// can hold the layers, so auto asks for it only with an on-disk cache.
-func prefetchMode(v string, disk bool) (lazy.Prefetch, error) {
+// prefetchMode reads --prefetch.
+func prefetchMode(v string) (lazy.Prefetch, error) {
 	switch v {
 	case "none":
 		return lazy.PrefetchNone, nil
@@ -267,13 +266,8 @@ func prefetchMode(v string, disk bool) (lazy.Prefetch, error) {
 		return lazy.PrefetchLandmark, nil
 	case "all":
 		return lazy.PrefetchAll, nil
-	case "auto":
-		if disk {
-			return lazy.PrefetchAll, nil
-		}
-		return lazy.PrefetchLandmark, nil
 	}
-	return 0, fmt.Errorf("mount: --prefetch %q: want auto, landmark, all or none", v)
+	return 0, fmt.Errorf("mount: --prefetch %q: want landmark, all or none", v)
 }
 
 // memoryChunks is the memory kept for hot chunks of all layers together

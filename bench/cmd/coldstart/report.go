@@ -56,7 +56,7 @@ const (
 		"strata = `strata mount` of the %s tag, full-pull = pull + extract every layer + mount overlayfs " +
 		"(the same full-pull samples appear in both first-output rows)"
 	fullDoc = "from nothing local until every regular file of the image has been read whole, one at a time " +
-		"(after the first output, on the same mount): strata = %s tag with a fresh --cache (prefetch auto = all), " +
+		"(after the first output, on the same mount): strata = %s tag with a fresh --cache, " +
 		"full-pull = pull + extract + overlayfs"
 	readyDoc = "from nothing local until the mount exists (strata: the mountpoint in mountinfo, TOCs fetched; " +
 		"full-pull: every layer pulled and extracted, overlayfs mounted), %s tag for strata"
