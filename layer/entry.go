@@ -102,6 +102,12 @@ type Entry struct {
 	Nlink  uint32 // hard links to this file inside the layer (>= 1)
 	ID     uint64 // identity inside the layer; hard links share it
 	Xattrs map[string][]byte
+	// Implied marks a directory that no tar entry describes, only deeper
+	// names (tar writers such as umoci leave out unchanged parents). Its
+	// attributes are defaults (0755, root, time 0); a union takes them from
+	// the same directory in a lower layer, as extracting the layers onto
+	// one another would leave it.
+	Implied bool
 }
 
 // Dir is a directory's children, sorted by name and unique by name.

@@ -190,7 +190,7 @@ func (b *builder) dir(p string) (*node, error) {
 	if p == "" {
 		name = ""
 	}
-	n, err := b.newNode(p, layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2})
+	n, err := b.newNode(p, layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2, Implied: true})
 	if err != nil {
 		return nil, err
 	}

@@ -143,6 +143,8 @@ func imageLayers() [][]tarEnt {
 		tDir("usr/lib", 0o755, 0, 0), tFile("usr/lib/another", randData(r, 1_100_000), 0o644),
 		tDir("var", 0o755, 0, 0), tDir("var/cache", 0o700, 0, 0), tFile("var/cache/fresh", []byte("fresh"), 0o644),
 		tDir("opt", 0o755, 0, 0), tFile("opt/implied/deep/file", []byte("deep"), 0o644),
+		tFile("tmp/implied/file", []byte("under an implied /tmp"), 0o644),
+		tFile("home/user/.cache/x", []byte("under an implied home/user"), 0o600).own(1000, 1000),
 	}
 	return [][]tarEnt{base, middle, top}
 }
@@ -422,7 +424,7 @@ func extractLayers(t testing.TB, layers [][]tarEnt, form layerForm) []string {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := extractLayer(d, ents, form); err != nil {
+		if err := extractLayer(d, ents, form, dirs); err != nil {
 			t.Fatalf("extract layer %d: %v", i, err)
 		}
 		dirs = append(dirs, d)
@@ -430,12 +432,14 @@ func extractLayers(t testing.TB, layers [][]tarEnt, form layerForm) []string {
 	return dirs
 }
 
-func extractLayer(root string, ents []tarEnt, form layerForm) error {
+// extractLayer extracts one layer's tar into root. lowers are the layers
+// below, extracted already, base first.
+func extractLayer(root string, ents []tarEnt, form layerForm, lowers []string) error {
 	times := map[string]time.Time{root: epochZero}
 	for _, e := range ents {
 		rel := path.Clean(e.hdr.Name)
 		p := filepath.Join(root, rel)
-		if err := mkParents(root, filepath.Dir(p), times); err != nil {
+		if err := mkParents(root, filepath.Dir(p), times, lowers); err != nil {
 			return err
 		}
 		if err := extractEnt(p, root, e, form); err != nil {
@@ -461,19 +465,56 @@ func extractLayer(root string, ents []tarEnt, form layerForm) error {
 	return os.Chmod(root, 0o755)
 }
 
-// mkParents creates directories the tar implies but does not name.
-func mkParents(root, dir string, times map[string]time.Time) error {
+// mkParents creates directories the tar implies but does not name. Such a
+// directory gets the attributes of the same directory in the nearest layer
+// below that has one, as extracting the layers onto one another (or
+// containerd's overlay snapshotter, applying a layer over its parents)
+// would leave it; without one, 0755, root, time 0.
+func mkParents(root, dir string, times map[string]time.Time, lowers []string) error {
 	if dir == root {
 		return nil
 	}
 	if _, err := os.Lstat(dir); err == nil {
 		return nil
 	}
-	if err := mkParents(root, filepath.Dir(dir), times); err != nil {
+	if err := mkParents(root, filepath.Dir(dir), times, lowers); err != nil {
 		return err
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return err
+	}
+	for i := len(lowers) - 1; i >= 0; i-- {
+		var st unix.Stat_t
+		if unix.Lstat(filepath.Join(lowers[i], rel), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		times[dir] = time.Unix(st.Mtim.Unix())
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.Lchown(dir, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return os.Chmod(dir, os.FileMode(st.Mode&0o777)|unixModeBits(st.Mode))
 	}
 	times[dir] = epochZero
 	return os.Mkdir(dir, 0o755)
+}
+
+// unixModeBits turns setuid, setgid and sticky bits into os.FileMode's.
+func unixModeBits(m uint32) os.FileMode {
+	var fm os.FileMode
+	if m&unix.S_ISUID != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
 }
 
 func extractEnt(p, root string, e tarEnt, form layerForm) error {

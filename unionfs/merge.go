@@ -75,10 +75,23 @@ func mergeEntry(l *lowerListing, settled map[string]bool, li int, e *layer.Entry
 		settled[e.Name] = true
 	case e.Type == layer.TypeDir: // seen, so a directory above: merge
 		c.dirs = append(c.dirs, li)
+		if c.entry.Implied {
+			c.entry = inherit(c.entry, e)
+		}
 		l.children[e.Name] = c
 	default: // a whiteout or a non-dir under a directory ends its merge
 		settled[e.Name] = true
 	}
+}
+
+// inherit returns the implied directory top with the attributes of the
+// directory below it, and keeps top's identity: extracting the layers in
+// order would have left the lower directory's attributes in place. While
+// below is implied too, the next layer down may still give them.
+func inherit(top, below *layer.Entry) *layer.Entry {
+	e := *below
+	e.Name, e.ID, e.Nlink = top.Name, top.ID, top.Nlink
+	return &e
 }
 
 // openLower opens a lower file. Like mergeLower it does not let a FUSE

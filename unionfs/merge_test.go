@@ -90,3 +90,41 @@ func TestMergeLower(t *testing.T) {
 		})
 	}
 }
+
+// TestImpliedDirInherits: a directory a layer only implies (by deeper names)
+// takes its attributes from the same directory below, through any number of
+// implied ones, and keeps the identity of the topmost.
+func TestImpliedDirInherits(t *testing.T) {
+	real := layer.Entry{Name: "tmp", Type: layer.TypeDir, Perm: 0o1777, UID: 7, GID: 8, Mtime: 42, ID: 1,
+		Xattrs: map[string][]byte{"user.x": []byte("y")}}
+	implied := func(id uint64) layer.Entry {
+		return layer.Entry{Name: "tmp", Type: layer.TypeDir, Perm: 0o755, ID: id, Implied: true}
+	}
+	layers := []layer.Layer{
+		memLayer{"": dir(false, real)},
+		memLayer{"": dir(false, implied(2))},
+		memLayer{"": dir(false, implied(3))},
+	}
+	l, err := mergeLower(context.Background(), layers, []int{2, 1, 0}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := l.get("tmp")
+	if !ok {
+		t.Fatal("tmp missing")
+	}
+	e := c.entry
+	if e.Perm != 0o1777 || e.UID != 7 || e.GID != 8 || e.Mtime != 42 || string(e.Xattrs["user.x"]) != "y" || e.Implied {
+		t.Errorf("implied tmp = %+v; want the attributes of layer 0's tmp", *e)
+	}
+	if e.ID != 3 || c.layer != 2 || !reflect.DeepEqual(c.dirs, []int{2, 1, 0}) {
+		t.Errorf("identity: ID %d layer %d dirs %v; want 3, 2, [2 1 0]", e.ID, c.layer, c.dirs)
+	}
+	only, err := mergeLower(context.Background(), layers[1:], []int{1, 0}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := only.get("tmp"); c.entry.Perm != 0o755 || c.entry.UID != 0 {
+		t.Errorf("implied with nothing below = %+v; want the defaults", *c.entry)
+	}
+}

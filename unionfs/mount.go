@@ -65,6 +65,13 @@ func (u *union) newRoot(ctx context.Context) (*node, error) {
 	}
 	root.lower = &top
 	root.llayer = len(u.layers) - 1
+	for i := len(u.layers) - 2; i >= 0 && root.lower.Implied; i-- {
+		below, err := u.layers[i].Root(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", u.layers[i], err)
+		}
+		root.lower = inherit(root.lower, &below)
+	}
 	if u.opts.upper == "" {
 		return root, nil
 	}

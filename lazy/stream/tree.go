@@ -44,7 +44,7 @@ func newTree(limit int) tree {
 func (t *tree) newDir(name string, implied bool) *node {
 	t.nextID++
 	return &node{
-		e:       layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2, ID: t.nextID},
+		e:       layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2, ID: t.nextID, Implied: implied},
 		implied: implied,
 		kids:    map[string]*node{},
 	}
