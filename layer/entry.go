@@ -22,7 +22,10 @@ var (
 type Type uint8
 
 // The kinds of entries. TypeWhiteout exists only in a Dir returned by
-// ReadDir; it deletes the same name in the layers below.
+// ReadDir; it deletes the same name in the layers below. TypeLowerLink
+// exists only there too: a tar hard link whose target is not in the layer
+// but at Target in the layers below (a layer may link to a file its parents
+// hold); a union shows that file under the entry's name.
 const (
 	TypeReg Type = iota + 1
 	TypeDir
@@ -32,9 +35,10 @@ const (
 	TypeFIFO
 	TypeSocket
 	TypeWhiteout
+	TypeLowerLink
 )
 
-var typeNames = [...]string{"invalid", "file", "dir", "symlink", "char", "block", "fifo", "socket", "whiteout"}
+var typeNames = [...]string{"invalid", "file", "dir", "symlink", "char", "block", "fifo", "socket", "whiteout", "lower link"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
@@ -98,7 +102,7 @@ type Entry struct {
 	Atime  int64
 	Ctime  int64
 	Rdev   uint64 // device number of a char or block device
-	Target string // symlink target
+	Target string // symlink target; for TypeLowerLink, the path of the linked file
 	Nlink  uint32 // hard links to this file inside the layer (>= 1)
 	ID     uint64 // identity inside the layer; hard links share it
 	Xattrs map[string][]byte

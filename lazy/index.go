@@ -212,10 +212,17 @@ func (b *builder) resolveLinks() error {
 	return nil
 }
 
+// resolve makes the hard link n (at p) the file it names. A target that is
+// not in this layer is in a layer below: n becomes a TypeLowerLink that the
+// union resolves.
 func (b *builder) resolve(p string, n *node, depth int) error {
 	t, ok := b.idx.nodes[n.link]
-	if !ok || t.e.Type == layer.TypeDir || t == n || depth > maxLinkChain {
-		return fmt.Errorf("hard link %q: target %q is missing, a directory or a cycle", p, n.link)
+	if !ok {
+		n.e.Type, n.e.Target, n.link = layer.TypeLowerLink, n.link, ""
+		return nil
+	}
+	if t.e.Type == layer.TypeDir || t == n || depth > maxLinkChain {
+		return fmt.Errorf("hard link %q: target %q is a directory or a cycle", p, n.link)
 	}
 	if t.link != "" {
 		if err := b.resolve(n.link, t, depth+1); err != nil {

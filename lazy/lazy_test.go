@@ -514,3 +514,25 @@ func TestFetchBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestLowerLink: a hard link whose target is not in the layer names a file
+// of a layer below; the layer lists it as such (a chain of links included)
+// for the union to resolve, instead of refusing the TOC.
+func TestLowerLink(t *testing.T) {
+	for _, tf := range testFormats {
+		t.Run(tf.name, func(t *testing.T) {
+			tarData := makeTar(t, []tarEntry{dir("bin/"), hardlink("bin/alias", "usr/lib/below"), hardlink("bin/alias2", "bin/alias")})
+			l, _ := openBuilt(t, buildBlob(t, tarData, tf.opts))
+			d, err := l.ReadDir(context.Background(), "bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"alias", "alias2"} {
+				e, ok := d.Find(name)
+				if !ok || e.Type != layer.TypeLowerLink || e.Target != "usr/lib/below" {
+					t.Errorf("bin/%s = %+v, want a lower link to usr/lib/below", name, e)
+				}
+			}
+		})
+	}
+}

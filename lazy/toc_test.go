@@ -61,9 +61,6 @@ var lies = []lie{
 	{"hard link to a directory", func(toc *estargz.JTOC, at func(string) int) {
 		toc.Entries = append(toc.Entries, &estargz.TOCEntry{Name: "l1", Type: "hardlink", LinkName: "dir"})
 	}, nil},
-	{"hard link to nothing", func(toc *estargz.JTOC, at func(string) int) {
-		toc.Entries = append(toc.Entries, &estargz.TOCEntry{Name: "l1", Type: "hardlink", LinkName: "nothing"})
-	}, nil},
 	{"hard link escaping", func(toc *estargz.JTOC, at func(string) int) { toc.Entries[at("dir/hard")].LinkName = "../dir/small" }, nil},
 	{"file inside a file", func(toc *estargz.JTOC, at func(string) int) {
 		toc.Entries = append(toc.Entries, &estargz.TOCEntry{Name: "dir/small/x", Type: "dir"})

@@ -57,7 +57,8 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 	if err != nil {
 		return err
 	}
-	st, err := n.u.copyUpEntry(ctx, pfd, name, n.llayer, n.lpath, n.lower, truncate)
+	li, src := n.content()
+	st, err := n.u.copyUpEntry(ctx, pfd, name, li, src, n.lower, truncate)
 	if err != nil {
 		return fmt.Errorf("copy up /%s: %w", n.lpath, err)
 	}
@@ -312,7 +313,8 @@ func (u *union) copyUpTree(ctx context.Context, dirfd int, path string, ldirs []
 // copyUpChild copies up a lower child that has no upper entry yet, and
 // for a directory everything below it.
 func (u *union) copyUpChild(ctx context.Context, dirfd int, name, path string, c lowerChild) error {
-	if _, err := u.copyUpEntry(ctx, dirfd, name, c.layer, path, c.entry, false); err != nil {
+	li, src := c.content(path)
+	if _, err := u.copyUpEntry(ctx, dirfd, name, li, src, c.entry, false); err != nil {
 		return fmt.Errorf("copy up /%s: %w", path, err)
 	}
 	if c.entry.Type != layer.TypeDir {

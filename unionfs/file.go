@@ -205,7 +205,8 @@ func newHandle(f *os.File, mode ioMode) fs.FileHandle {
 }
 
 func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
-	c, err := n.u.openLower(ctx, n.llayer, n.lpath)
+	li, p := n.content()
+	c, err := n.u.openLower(ctx, li, p)
 	if err != nil {
 		return nil, n.errno("open", "", err)
 	}
@@ -258,7 +259,8 @@ func (f *lazyFile) content(ctx context.Context) (layer.Content, error) {
 			return f.c, nil // unlinked since: the bytes we have are the file's
 		}
 	}
-	c, err := f.n.u.openLower(ctx, f.n.llayer, f.n.lpath)
+	li, p := f.n.content()
+	c, err := f.n.u.openLower(ctx, li, p)
 	if err != nil {
 		return nil, err
 	}

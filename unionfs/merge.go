@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/stratafs/strata/layer"
 )
@@ -15,6 +16,23 @@ type lowerChild struct {
 	entry *layer.Entry
 	layer int   // index of the layer holding entry
 	dirs  []int // directories only: contributing layers, top-down, entry's layer first
+	// src is where a file's bytes are when they are not at the child's own
+	// path in its layer: a hard link to a file of a layer below.
+	src *lowerSrc
+}
+
+// lowerSrc is a file's content at another path, in another layer.
+type lowerSrc struct {
+	layer int
+	path  string
+}
+
+// content returns where the bytes of the child at path are.
+func (c *lowerChild) content(path string) (int, string) {
+	if c.src != nil {
+		return c.src.layer, c.src.path
+	}
+	return c.layer, path
 }
 
 // lowerListing is the merged content of one directory across the lower
@@ -51,6 +69,9 @@ func mergeLower(ctx context.Context, layers []layer.Layer, dirs []int, path stri
 			break
 		}
 	}
+	if err := resolveLowerLinks(ctx, layers, l); err != nil {
+		return nil, fmt.Errorf("read %q: %w", path, err)
+	}
 	l.names = make([]string, 0, len(l.children))
 	for name := range l.children {
 		l.names = append(l.names, name)
@@ -81,6 +102,66 @@ func mergeEntry(l *lowerListing, settled map[string]bool, li int, e *layer.Entry
 		l.children[e.Name] = c
 	default: // a whiteout or a non-dir under a directory ends its merge
 		settled[e.Name] = true
+	}
+}
+
+// resolveLowerLinks replaces each hard link to a file of a layer below
+// (layer.TypeLowerLink) with that file as the layers below show it: its
+// attributes and bytes under the link's name. The link keeps its own
+// identity, so it is its own inode: overlayfs would have copied the target
+// up into the link's layer, which gives the same bytes. A link whose target
+// the layers below do not show as a regular file is left out, as a broken
+// link cannot be extracted either.
+func resolveLowerLinks(ctx context.Context, layers []layer.Layer, l *lowerListing) error {
+	for name, c := range l.children {
+		if c.entry.Type != layer.TypeLowerLink {
+			continue
+		}
+		t, ok, err := lookupBelow(ctx, layers, c.layer, c.entry.Target)
+		if err != nil {
+			return fmt.Errorf("hard link %q to %q: %w", name, c.entry.Target, err)
+		}
+		if !ok || t.entry.Type != layer.TypeReg {
+			delete(l.children, name)
+			continue
+		}
+		e := *t.entry
+		e.Name, e.ID = c.entry.Name, c.entry.ID
+		src := t.src
+		if src == nil {
+			src = &lowerSrc{layer: t.layer, path: c.entry.Target}
+		}
+		l.children[name] = lowerChild{entry: &e, layer: c.layer, src: src}
+	}
+	return nil
+}
+
+// lookupBelow finds path in the merged view of the layers below layer li.
+// A lower link found there is resolved already, in layers further down, so
+// chains end.
+func lookupBelow(ctx context.Context, layers []layer.Layer, li int, path string) (lowerChild, bool, error) {
+	dirs := make([]int, 0, li)
+	for i := li - 1; i >= 0; i-- {
+		dirs = append(dirs, i)
+	}
+	dir := ""
+	for {
+		name, rest, deeper := strings.Cut(path, "/")
+		if len(dirs) == 0 {
+			return lowerChild{}, false, nil
+		}
+		l, err := mergeLower(ctx, layers, dirs, dir)
+		if err != nil {
+			return lowerChild{}, false, err
+		}
+		c, ok := l.get(name)
+		if !deeper || !ok {
+			return c, ok, nil
+		}
+		if c.entry.Type != layer.TypeDir {
+			return lowerChild{}, false, nil
+		}
+		dirs, dir, path = c.dirs, joinPath(dir, name), rest
 	}
 }
 

@@ -36,6 +36,7 @@ type node struct {
 	// made, except ldirs, which a subtree copy-up clears (under mu).
 	lower  *layer.Entry // topmost lower entry; nil for an upper-only entry
 	llayer int          // layer holding lower
+	lsrc   *lowerSrc    // where lower's bytes are, if not at lpath in llayer
 	lpath  string       // the entry's path in the lower layers
 	ldirs  []int        // directories: contributing lower layers, top-down
 
@@ -73,6 +74,14 @@ func (n *node) path() (string, bool) {
 		segs[i], segs[j] = segs[j], segs[i]
 	}
 	return strings.Join(segs, "/"), true
+}
+
+// content returns the layer and path of a lower file's bytes.
+func (n *node) content() (int, string) {
+	if n.lsrc != nil {
+		return n.lsrc.layer, n.lsrc.path
+	}
+	return n.llayer, n.lpath
 }
 
 func joinPath(dir, name string) string {
@@ -169,7 +178,7 @@ func (n *node) newChild(cs *childState) (*node, fs.StableAttr) {
 		}
 		return c, fs.StableAttr{Mode: mode, Ino: n.u.inos.get(inoKey{upperLayer, cs.up.st.Ino})}
 	}
-	c.lower, c.llayer, c.ldirs = cs.lower.entry, cs.lower.layer, cs.lower.dirs
+	c.lower, c.llayer, c.ldirs, c.lsrc = cs.lower.entry, cs.lower.layer, cs.lower.dirs, cs.lower.src
 	return c, fs.StableAttr{
 		Mode: cs.lower.entry.Type.Mode(),
 		Ino:  n.u.inos.get(inoKey{cs.lower.layer, cs.lower.entry.ID}),

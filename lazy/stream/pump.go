@@ -176,11 +176,16 @@ func (l *Layer) addEntry(tr *tar.Reader, h *tar.Header, buf []byte) error {
 // publishLocked makes the entry visible, its bytes being in the spool.
 func (l *Layer) publishLocked(p string, n *node, link string) error {
 	if link != "" {
-		t := l.t.find(link)
-		if t == nil || t.e.Type == layer.TypeDir {
-			return fmt.Errorf("hard link target %q is missing or a directory", link)
+		switch t := l.t.find(link); {
+		case t == nil: // in a layer below: the union resolves it
+			n.e.Type, n.e.Target, n.file = layer.TypeLowerLink, link, nil
+		case t.e.Type == layer.TypeDir:
+			return fmt.Errorf("hard link target %q is a directory", link)
+		default:
+			name := n.e.Name
+			n.e, n.file = t.e, t.file
+			n.e.Name = name
 		}
-		n.e, n.file = t.e, t.file
 	}
 	if p == "" {
 		return l.t.setRoot(n)
