@@ -274,12 +274,17 @@ func (s *slow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestReadAtBoundsInFlight(t *testing.T) {
 	s := &slow{}
 	host := newRegistry(t, func(next http.Handler) http.Handler { s.next = next; return s })
-	pushed := pushRandom(t, host+"/test/img:v1", 64<<10, 1)
-	img := resolve(t, host+"/test/img:v1", WithMaxInFlight(2))
-	b := firstLayer(t, img)
-	checkBlob(t, b, layerBytes(t, pushed)[b.Digest()], 4<<10)
+	// Two images of one registry, read at once, share its bound.
+	var wg sync.WaitGroup
+	for _, repo := range []string{"/test/img:v1", "/other/img:v2"} {
+		pushed := pushRandom(t, host+repo, 64<<10, 1)
+		img := resolve(t, host+repo, WithMaxInFlight(2))
+		b := firstLayer(t, img)
+		wg.Go(func() { checkBlob(t, b, layerBytes(t, pushed)[b.Digest()], 4<<10) })
+	}
+	wg.Wait()
 	if m := s.maxSeen.Load(); m != 2 {
-		t.Errorf("at most %d requests in flight, want 2", m)
+		t.Errorf("at most %d requests in flight to the registry, want 2", m)
 	}
 }
 

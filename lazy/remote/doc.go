@@ -64,9 +64,10 @@
 // covering all its requests and waits, and a retry limit ([WithRetries]).
 // So a read always ends: with the bytes or with an error.
 //
-// The blobs of one Image share one HTTP client and a semaphore of
-// [WithMaxInFlight] tokens, held by a request from sending to the end of
-// its body: that bounds the load one image puts on its registry. Two reads
+// The blobs of one Image share one HTTP client, and every image of the
+// same registry in the process shares a semaphore of [WithMaxInFlight]
+// tokens, held by a request from sending to the end of its body: that
+// bounds the load a node puts on a registry however many images it mounts. Two reads
 // of the same (offset, length) of one Blob at the same time share one fetch
 // (singleflight); ranges that merely overlap are fetched apart, so a caller
 // that wants sharing should align its ranges (package lazy reads whole

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -205,9 +206,37 @@ func newClient(ctx context.Context, repo name.Repository, base http.RoundTripper
 		http: &http.Client{Transport: rt},
 		base: base,
 		repo: repo,
-		sem:  make(chan struct{}, o.maxInFlight),
+		sem:  registrySlots(repo.RegistryStr(), o.maxInFlight),
 		opts: o,
 	}, nil
+}
+
+// slotsKey names one registry's in-flight bound: several images of the same
+// registry in one process (a node mounting several containers) share it.
+type slotsKey struct {
+	registry string
+	n        int
+}
+
+var (
+	slotsMu sync.Mutex
+	slots   = map[slotsKey]chan struct{}{}
+)
+
+// registrySlots returns the semaphore bounding the requests this process
+// has in flight to a registry. Images resolved with different bounds get
+// different semaphores, so an explicit WithMaxInFlight is always honoured
+// for that image's own requests.
+func registrySlots(registry string, n int) chan struct{} {
+	slotsMu.Lock()
+	defer slotsMu.Unlock()
+	k := slotsKey{registry, n}
+	if s, ok := slots[k]; ok {
+		return s
+	}
+	s := make(chan struct{}, n)
+	slots[k] = s
+	return s
 }
 
 // fetchConfig reads the config through the image's own blob reader (so it
