@@ -2,14 +2,9 @@ package tests
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // TestRegistryLowerHardLink: a layer whose tar hard-links to a file only a
@@ -25,20 +20,7 @@ func TestRegistryLowerHardLink(t *testing.T) {
 		tLink("usr/bin/x", "usr/lib/libx.so"), tLink("usr/bin/x2", "usr/bin/x"), tLink("usr/bin/gone", "usr/lib/nothing")}
 	tars := [][]byte{makeLayerTar(t, base), makeLayerTar(t, top)}
 	host := startRegistry(t, nil)
-	images := map[string]v1.Image{}
-	for _, f := range lazyFormats {
-		images[string(f)] = lazyImage(t, []lazyBlob{buildLazyBlob(t, tars[0], f), buildLazyBlob(t, tars[1], f)})
-	}
-	var plain []v1.Layer
-	for _, tr := range tars {
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tr)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain = append(plain, l)
-	}
-	images["gzip"] = imageOf(t, plain, make([]map[string]string, len(plain)))
+	images := imagesOf(t, tars)
 	for name, img := range images {
 		t.Run(name, func(t *testing.T) {
 			ref := host + "/strata/lowerlink:" + name

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"io"
 	"maps"
 	"net/http"
@@ -361,12 +360,7 @@ func TestRegistryMountPlainLayers(t *testing.T) {
 	host := startRegistry(t, nil)
 	var plain []v1.Layer
 	for _, tr := range fx.tars {
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tr)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain = append(plain, l)
+		plain = append(plain, plainLayer(t, tr))
 	}
 	lazyBlobs := fx.blobs[lazyFormats[0]]
 	images := map[string]v1.Image{
