@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -47,7 +49,29 @@ func Mount(ctx context.Context, mountpoint string, layers []layer.Layer, opts ..
 		u.close()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	if err := setReadAhead(mountpoint, readAheadKB); err != nil {
+		o.logger.Printf("mount %s: read-ahead stays at the kernel's default: %v", mountpoint, err)
+	}
 	return &Server{srv: srv, union: u}, nil
+}
+
+// readAheadKB is the kernel read-ahead of a strata mount, which also caps
+// the size of one FUSE READ of a file served through strata: at the
+// default 128 KiB, a sequential reader of a lazy file costs a round trip to
+// strata per 128 KiB; 1 MiB (MaxWrite, hence go-fuse's max_pages) makes it
+// one per MiB. The kernel grows a read-ahead window only for sequential
+// reads, so random readers do not fetch more.
+const readAheadKB = 1024
+
+// setReadAhead sets the read-ahead of the FUSE connection's backing device,
+// found from the mountpoint's device number.
+func setReadAhead(mountpoint string, kb int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	return os.WriteFile(p, []byte(strconv.Itoa(kb)), 0)
 }
 
 func (u *union) newRoot(ctx context.Context) (*node, error) {

@@ -27,6 +27,9 @@ type benchmark struct {
 	setupNotes [][2]string
 	machine    bench.Machine
 	runs       []*sysRun
+	// The sequential-read scenario: image refs and blob URLs per format.
+	seqRefs, seqBlobs map[string]string
+	seqRuns           []seqRun
 }
 
 func (b *benchmark) setup(ctx context.Context) error {
@@ -69,7 +72,13 @@ func (b *benchmark) setup(ctx context.Context) error {
 			return fmt.Errorf("strata convert --format %s: %v: %s", sys, err, out)
 		}
 	}
-	return b.describe(ctx)
+	if err := b.describe(ctx); err != nil {
+		return err
+	}
+	if b.opts.seq {
+		return b.setupSeq(ctx)
+	}
+	return nil
 }
 
 // describe records the image's layers and each tag's compressed size.

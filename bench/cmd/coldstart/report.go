@@ -16,6 +16,7 @@ type coldReport struct {
 	*bench.Report
 	Bytes []bytesRow `json:"bytes"`
 	Runs  []runRow   `json:"runs"`
+	Seq   []seqRow   `json:"sequential_read,omitempty"`
 }
 
 type bytesRow struct {
@@ -95,7 +96,11 @@ func (b *benchmark) report() *coldReport {
 			Scenario: "first-output " + f, Peer: "full-pull", MaxRatio: 0.25})
 	}
 	r.Finish()
-	return &coldReport{Report: r, Bytes: b.bytesRows(), Runs: b.runRows()}
+	c := &coldReport{Report: r, Bytes: b.bytesRows(), Runs: b.runRows()}
+	if b.opts.seq {
+		c.Seq = b.seqRows()
+	}
+	return c
 }
 
 func (b *benchmark) bytesRows() []bytesRow {
@@ -155,6 +160,7 @@ func (c *coldReport) markdown() string {
 		fmt.Fprintf(&sb, "| %s | %.1f MB | %s | %s | %s | %s | %s |\n", r.System, mb(r.ImageBytes),
 			mbRange(r.Fetched), pct, mbRange(r.Registry), mbRange(r.Served), countRange(r.Requests))
 	}
+	sb.WriteString(seqMarkdown(c.Seq))
 	return sb.String()
 }
 
