@@ -6,8 +6,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the package if goroutines outlive its tests: a Store
-// starts none, so any left over is a leak.
+// TestMain fails the package if goroutines outlive its tests: a capped
+// Store owns one goroutine, and Close must have stopped it.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

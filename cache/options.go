@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -10,13 +11,28 @@ import (
 type Option func(*options) error
 
 type options struct {
-	sync   bool
-	logger *slog.Logger
+	sync     bool
+	noCreate bool
+	maxSize  int64
+	logger   *slog.Logger
+	hooks    testHooks
 }
 
-// DefaultStaleAge is how old a temporary file must be before Open removes
-// it. No Put takes anywhere near this long, so a file that old was left by
-// a process that crashed or was killed mid-write.
+// testHooks let tests see inside the background eviction without timing
+// it. Production code never sets them.
+type testHooks struct {
+	// sweep runs at the start of every sweep's scan, in the goroutine
+	// doing it.
+	sweep func()
+	// checked runs after each check of the usage record by the background
+	// goroutine.
+	checked func()
+}
+
+// DefaultStaleAge is how old a temporary file must be before Open or GC
+// removes it (and then only if no writer still holds its lock). No Put
+// takes anywhere near this long between two writes, so a file that old
+// and unlocked was left by a process that crashed or was killed mid-write.
 const DefaultStaleAge = time.Hour
 
 func (o *options) setDefaults() {
@@ -25,10 +41,10 @@ func (o *options) setDefaults() {
 	}
 }
 
-// WithSync makes Put fsync each entry and its directory before it counts as
-// stored (default off: a lost entry after a power cut is only a miss, and
-// its bytes can always be fetched again, so the cost of fsync on every
-// chunk buys nothing but durability nobody needs).
+// WithSync makes Put and PutFile fsync each entry and its directory before
+// it counts as stored (default off: a lost entry after a power cut is only
+// a miss, and its bytes can always be fetched again, so the cost of fsync
+// on every chunk buys nothing but durability nobody needs).
 func WithSync(on bool) Option {
 	return func(o *options) error {
 		o.sync = on
@@ -36,15 +52,50 @@ func WithSync(on bool) Option {
 	}
 }
 
-// WithLogger sets where failed reads and writes, corrupt entries and
-// refused Puts are reported (default: discarded). Get and Put never return
-// errors, so the log is the only place they show.
+// WithLogger sets where failed reads and writes, corrupt entries, refused
+// Puts and eviction passes are reported (default: discarded). Get and Put
+// never return errors, so the log is the only place they show.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
 			return errors.New("cache: nil logger")
 		}
 		o.logger = l
+		return nil
+	}
+}
+
+// WithMaxSize caps the bytes of all entries, chunks and files together, at
+// n (default 0: no cap). Over the cap, a goroutine the Store owns evicts
+// the least recently used entries until the cache is back under 90% of
+// it; Close stops that goroutine. Entries larger than n are
+// refused. See the package documentation for how usage is tracked.
+func WithMaxSize(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("cache: negative max size %d", n)
+		}
+		o.maxSize = n
+		return nil
+	}
+}
+
+// WithCreate says whether Open creates the cache directory and its
+// subdirectories (default true). Tools that only inspect or trim an
+// existing cache pass false: Open then writes nothing (it neither removes
+// stale temp files nor starts eviction, whatever the cap), and fails with
+// an error wrapping ErrNotCache when the directory holds no cache.
+func WithCreate(on bool) Option {
+	return func(o *options) error {
+		o.noCreate = !on
+		return nil
+	}
+}
+
+// withTestHooks sets the test hooks.
+func withTestHooks(h testHooks) Option {
+	return func(o *options) error {
+		o.hooks = h
 		return nil
 	}
 }

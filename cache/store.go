@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	_ "crypto/sha256" // registers the digest algorithms entries may be keyed by
 	_ "crypto/sha512"
 	"errors"
@@ -10,57 +11,107 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
 )
 
-// Store is an on-disk, content-addressed store of verified bytes. It holds
-// no lock and no open file between calls: every piece of shared state is a
-// file under its directory, so any number of Stores, in this process or
-// others, may use the same directory at once.
+// Store is an on-disk, content-addressed store of verified bytes. Every
+// piece of shared state is a file under its directory, so any number of
+// Stores, in this process or others, may use the same directory at once.
 //
-// Store satisfies lazy.ChunkStore.
+// Store satisfies lazy.ChunkStore. A Store opened with a cap owns one
+// goroutine, which Close stops.
 type Store struct {
-	chunks    string // dir/chunks: entries, by algorithm and fan-out
+	dir       string
+	chunks    string // dir/chunks: chunk entries, by algorithm and fan-out
+	files     string // dir/files: whole-file entries, laid out the same way
 	tmp       string // dir/tmp: entries being written
 	tmpPrefix string // names this process's temp files, for whoever finds them
 	opts      options
 
+	mu     sync.Mutex                // guards memo
+	memo   map[digest.Digest]fileKey // file entries verified by this Store
+	verify singleflight.Group        // one hash of a file entry at a time
+
+	kick      chan struct{} // wakes the evictor; nil without a cap
+	stop      context.CancelFunc
+	done      chan struct{} // closed when the evictor has returned
+	closeOnce sync.Once
+
 	hits, misses, puts, corrupt, rejected, errs atomic.Int64
+	fileHits, fileMisses, filePuts              atomic.Int64
+	evictions, evictedBytes                     atomic.Int64
+
+	// touches, scanned and hashes count atime updates, entries visited by
+	// scans and file entries hashed by OpenFile, for the tests.
+	touches, scanned, hashes atomic.Int64
 }
 
-// Stats counts what a Store has done since Open, in this process only.
+// Stats counts what a Store has done since Open, in this process only,
+// and what the shared usage record says the cache holds.
 type Stats struct {
 	Hits     int64 // Gets that returned verified bytes
 	Misses   int64 // Gets that returned nothing, for whatever reason
-	Puts     int64 // entries written by this process
-	Corrupt  int64 // entries that failed verification on Get and were removed
-	Rejected int64 // Puts refused: invalid digest, or data not matching it
-	Errors   int64 // Gets and Puts that failed on I/O (each also logged)
+	Puts     int64 // chunk entries written by this process
+	Corrupt  int64 // entries that failed verification on Get or OpenFile and were removed
+	Rejected int64 // Puts and PutFiles refused: invalid digest, too big, or data not matching
+	Errors   int64 // reads and writes that failed on I/O (each also logged)
+
+	FileHits   int64 // OpenFiles that returned a verified file entry
+	FileMisses int64 // OpenFiles that returned nothing
+	FilePuts   int64 // file entries written by this process
+
+	Evictions    int64 // entries this Store's eviction (background or GC) removed
+	EvictedBytes int64 // their bytes
+
+	// Bytes and Entries are the usage record's estimate for the whole
+	// cache, all kinds and all processes; -1 while the record has not been
+	// reconciled with a scan (see the package documentation).
+	Bytes   int64
+	Entries int64
+	MaxSize int64 // the cap set with WithMaxSize; 0 means none
 }
 
-// MaxEntrySize is the largest entry a Store keeps. Get holds an entry in
-// memory whole, so the cap keeps a damaged or planted file (a sparse file of
-// a terabyte, say) from exhausting memory; chunks are far smaller (lazy
-// refuses chunks over 64 MiB by default).
+// MaxEntrySize is the largest chunk entry a Store keeps. Get holds a chunk
+// in memory whole, so the cap keeps a damaged or planted file (a sparse
+// file of a terabyte, say) from exhausting memory; chunks are far smaller
+// (lazy refuses chunks over 64 MiB by default). File entries, which are
+// streamed, have no such limit.
 const MaxEntrySize = 1 << 30
+
+var (
+	// ErrMismatch is returned by PutFile when the bytes written are not
+	// the size or the digest announced.
+	ErrMismatch = errors.New("bytes do not match their digest or size")
+	// ErrTooLarge is returned by PutFile for an entry larger than the cap.
+	ErrTooLarge = errors.New("entry larger than the cache's max size")
+	// ErrNotCache is returned by Open with WithCreate(false) when the
+	// directory holds no cache.
+	ErrNotCache = errors.New("not a strata cache (no chunks directory)")
+)
 
 // errCorrupt marks an entry whose bytes no longer match its name.
 var errCorrupt = errors.New("entry does not match its digest")
 
 // Open returns a Store keeping its entries under dir, creating the
 // directories it needs. It removes temporary files older than
-// DefaultStaleAge, the leftovers of writers that died; it never reads the
-// entries themselves, so it takes the same time on an empty cache as on
-// one with millions of entries.
+// DefaultStaleAge that no writer holds, the leftovers of writers that
+// died; it never reads or lists the entries themselves, so it takes the
+// same time on an empty cache as on one with millions of entries. With
+// WithMaxSize it starts the goroutine that evicts, which Close stops.
 func Open(dir string, opts ...Option) (*Store, error) {
 	s := &Store{
+		dir:       dir,
 		chunks:    filepath.Join(dir, "chunks"),
+		files:     filepath.Join(dir, "files"),
 		tmp:       filepath.Join(dir, "tmp"),
 		tmpPrefix: "put-" + strconv.Itoa(os.Getpid()) + "-",
+		memo:      map[digest.Digest]fileKey{},
 	}
 	for _, o := range opts {
 		if err := o(&s.opts); err != nil {
@@ -68,60 +119,106 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		}
 	}
 	s.opts.setDefaults()
-	for _, d := range []string{s.chunks, s.tmp} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("cache: open %s: %w", dir, err)
-		}
+	if err := s.prepare(); err != nil {
+		return nil, err
+	}
+	if s.opts.noCreate {
+		return s, nil
 	}
 	s.removeStale(time.Now().Add(-DefaultStaleAge))
+	s.initUsage()
+	if s.opts.maxSize > 0 {
+		s.startEvictor()
+	}
 	return s, nil
 }
 
-// removeStale deletes temp files last written before cutoff. Another
-// process may be doing the same, so a file vanishing under it is normal.
-func (s *Store) removeStale(cutoff time.Time) {
-	ents, err := os.ReadDir(s.tmp)
-	if err != nil {
-		s.opts.logger.Warn("cache: list temp files", "err", err)
-		return
-	}
-	for _, e := range ents {
-		info, err := e.Info()
-		if err != nil || !info.ModTime().Before(cutoff) {
-			continue
+// prepare creates the directories, or checks that they are there.
+func (s *Store) prepare() error {
+	if s.opts.noCreate {
+		fi, err := os.Stat(s.chunks)
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, derr := os.Stat(s.dir); derr != nil {
+				return fmt.Errorf("cache: %w", derr)
+			}
+			return fmt.Errorf("cache: %s: %w", s.dir, ErrNotCache)
 		}
-		p := filepath.Join(s.tmp, e.Name())
-		if err := os.RemoveAll(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.opts.logger.Warn("cache: remove stale temp file", "path", p, "err", err)
+		if err != nil {
+			return fmt.Errorf("cache: open %s: %w", s.dir, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("cache: %s: %w", s.dir, ErrNotCache)
+		}
+		return nil
+	}
+	for _, d := range []string{s.chunks, s.files, s.tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("cache: open %s: %w", s.dir, err)
 		}
 	}
+	return nil
 }
 
-// Stats returns the counters so far.
+// Close stops the Store's eviction goroutine and waits for it to return,
+// abandoning a scan midway (the next one starts over). It is safe to call
+// more than once. The Store stays usable after Close; it just never
+// evicts again.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			s.stop()
+			<-s.done
+		}
+	})
+	return nil
+}
+
+// Stats returns the counters so far, and the usage record's estimate
+// (which costs one read of a small file under a shared lock).
 func (s *Store) Stats() Stats {
-	return Stats{
-		Hits:     s.hits.Load(),
-		Misses:   s.misses.Load(),
-		Puts:     s.puts.Load(),
-		Corrupt:  s.corrupt.Load(),
-		Rejected: s.rejected.Load(),
-		Errors:   s.errs.Load(),
+	st := Stats{
+		Hits:         s.hits.Load(),
+		Misses:       s.misses.Load(),
+		Puts:         s.puts.Load(),
+		Corrupt:      s.corrupt.Load(),
+		Rejected:     s.rejected.Load(),
+		Errors:       s.errs.Load(),
+		FileHits:     s.fileHits.Load(),
+		FileMisses:   s.fileMisses.Load(),
+		FilePuts:     s.filePuts.Load(),
+		Evictions:    s.evictions.Load(),
+		EvictedBytes: s.evictedBytes.Load(),
+		Bytes:        -1,
+		Entries:      -1,
+		MaxSize:      s.opts.maxSize,
 	}
+	if r, err := s.readUsage(); err == nil && r.Reconciled != 0 {
+		st.Bytes, st.Entries = max(r.Bytes, 0), max(r.Entries, 0)
+	}
+	return st
 }
 
-// path returns where the entry for d lives. Validate guarantees a known
-// algorithm and an encoded part of lowercase hex of the right length, so the
-// result never leaves s.chunks.
-func (s *Store) path(d digest.Digest) (string, error) {
+// path returns where the entry of kind k for d lives. Validate guarantees
+// a known algorithm and an encoded part of lowercase hex of the right
+// length, so the result never leaves the kind's directory.
+func (s *Store) path(k Kind, d digest.Digest) (string, error) {
 	if err := d.Validate(); err != nil {
 		return "", fmt.Errorf("cache: digest %q: %w", d, err)
 	}
 	enc := d.Encoded()
-	return filepath.Join(s.chunks, d.Algorithm().String(), enc[:2], enc), nil
+	return filepath.Join(s.kindDir(k), d.Algorithm().String(), enc[:2], enc), nil
+}
+
+func (s *Store) kindDir(k Kind) string {
+	if k == KindFile {
+		return s.files
+	}
+	return s.chunks
 }
 
 // Get returns the bytes stored under d, verified against d. An entry that
-// fails verification is removed and reported as a miss.
+// fails verification is removed and reported as a miss. A hit counts as a
+// use of the entry for eviction.
 func (s *Store) Get(d digest.Digest) ([]byte, bool) {
 	data, err := s.get(d)
 	if err != nil {
@@ -136,13 +233,11 @@ func (s *Store) Get(d digest.Digest) ([]byte, bool) {
 }
 
 func (s *Store) get(d digest.Digest) ([]byte, error) {
-	p, err := s.path(d)
+	p, err := s.path(KindChunk, d)
 	if err != nil {
 		return nil, err
 	}
-	// O_NONBLOCK: a FIFO planted at p must not hang the open; it changes
-	// nothing for a regular file.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openEntry(p)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.errs.Add(1)
@@ -150,7 +245,7 @@ func (s *Store) get(d digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := readAll(f)
+	data, info, err := readAll(f)
 	if errors.Is(err, errCorrupt) {
 		s.corrupt.Add(1)
 		s.discard(p, f)
@@ -165,18 +260,25 @@ func (s *Store) get(d digest.Digest) ([]byte, error) {
 		s.discard(p, f)
 		return nil, fmt.Errorf("cache: %s: %w (%d bytes), discarded", p, errCorrupt, len(data))
 	}
+	s.touch(p, info)
 	return data, nil
 }
 
-// readAll reads f whole, sizing its buffer from f's size. What cannot be an
-// entry (not a regular file, or too big) is errCorrupt.
-func readAll(f *os.File) ([]byte, error) {
+// openEntry opens an entry for reading. O_NONBLOCK: a FIFO planted at p
+// must not hang the open; it changes nothing for a regular file.
+func openEntry(p string) (*os.File, error) {
+	return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+}
+
+// readAll reads f whole, sizing its buffer from f's size. What cannot be a
+// chunk entry (not a regular file, or too big) is errCorrupt.
+func readAll(f *os.File) ([]byte, fs.FileInfo, error) {
 	info, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !info.Mode().IsRegular() || info.Size() > MaxEntrySize {
-		return nil, fmt.Errorf("%w: %s of %d bytes", errCorrupt, info.Mode().Type(), info.Size())
+		return nil, nil, fmt.Errorf("%w: %s of %d bytes", errCorrupt, info.Mode().Type(), info.Size())
 	}
 	data := make([]byte, info.Size())
 	n, err := io.ReadFull(f, data)
@@ -185,14 +287,17 @@ func readAll(f *os.File) ([]byte, error) {
 		// verify.
 		err = nil
 	}
-	return data[:n], err
+	return data[:n], info, err
 }
 
 // discard removes the corrupt entry p, read through f, unless another
-// writer has already renamed a fresh entry over it.
+// writer has already renamed a fresh entry over it. The usage record is
+// left as it is: what it counted for the entry is unknown (the file may
+// have grown or shrunk since), and a record that errs high only brings the
+// next reconciling scan forward.
 func (s *Store) discard(p string, f *os.File) {
 	read, err1 := f.Stat()
-	now, err2 := os.Stat(p)
+	now, err2 := os.Lstat(p)
 	if err1 != nil || err2 != nil || !os.SameFile(read, now) {
 		return
 	}
@@ -210,17 +315,17 @@ func (s *Store) Put(d digest.Digest, data []byte) {
 }
 
 func (s *Store) put(d digest.Digest, data []byte) error {
-	p, err := s.path(d)
+	p, err := s.path(KindChunk, d)
 	if err != nil {
+		s.rejected.Add(1)
+		return err
+	}
+	if err := s.checkSize(int64(len(data)), MaxEntrySize); err != nil {
 		s.rejected.Add(1)
 		return err
 	}
 	// Hashing here rather than on the way to disk costs the same and
 	// refuses bad data before it touches the disk.
-	if len(data) > MaxEntrySize {
-		s.rejected.Add(1)
-		return fmt.Errorf("cache: %d bytes is over MaxEntrySize, refused", len(data))
-	}
 	if got := d.Algorithm().FromBytes(data); got != d {
 		s.rejected.Add(1)
 		return fmt.Errorf("cache: data is %s, refused", got)
@@ -228,91 +333,55 @@ func (s *Store) put(d digest.Digest, data []byte) error {
 	if _, err := os.Lstat(p); err == nil {
 		return nil
 	}
-	if err := s.write(p, data); err != nil {
+	stored, err := s.write(p, data)
+	if err != nil {
 		s.errs.Add(1)
 		return err
 	}
-	s.puts.Add(1)
+	if stored {
+		s.puts.Add(1)
+		s.added(int64(len(data)))
+	}
+	return nil
+}
+
+// checkSize refuses an entry of n bytes over limit or over the cap.
+func (s *Store) checkSize(n, limit int64) error {
+	if limit > 0 && n > limit {
+		return fmt.Errorf("cache: %d bytes is over MaxEntrySize, refused", n)
+	}
+	if s.opts.maxSize > 0 && n > s.opts.maxSize {
+		return fmt.Errorf("cache: %d bytes: %w of %d bytes, refused", n, ErrTooLarge, s.opts.maxSize)
+	}
 	return nil
 }
 
 // write puts data in a temp file of its own and renames it to p, so that
-// p, if it exists at all, always holds complete bytes.
-func (s *Store) write(p string, data []byte) error {
-	f, err := os.CreateTemp(s.tmp, s.tmpPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) {
-		// Someone cleared the cache by removing its directories.
-		if err = os.MkdirAll(s.tmp, 0o755); err == nil {
-			f, err = os.CreateTemp(s.tmp, s.tmpPrefix+"*")
-		}
-	}
+// p, if it exists at all, always holds complete bytes. It reports whether
+// this call stored the entry (false: someone else's was already there).
+func (s *Store) write(p string, data []byte) (bool, error) {
+	f, err := s.createTemp()
 	if err != nil {
-		return fmt.Errorf("cache: create temp file: %w", err)
+		return false, err
 	}
-	tmp := f.Name()
-	err = s.fill(f, data)
-	if err == nil {
-		err = s.rename(tmp, p)
+	if _, err := f.Write(data); err != nil {
+		s.abort(f)
+		return false, fmt.Errorf("cache: write %s: %w", f.Name(), err)
 	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	_, stored, err := s.commit(f, p)
+	return stored, err
 }
 
-func (s *Store) fill(f *os.File, data []byte) error {
-	_, err := f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil && s.opts.sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("cache: write %s: %w", f.Name(), err)
-	}
-	return nil
-}
-
-// rename moves tmp into place, creating the fan-out directory on first use
-// (trying first saves a syscall on every Put after that).
-func (s *Store) rename(tmp, p string) error {
-	err := os.Rename(tmp, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-			err = os.Rename(tmp, p)
-		}
-	}
-	if err == nil && s.opts.sync {
-		err = syncDir(filepath.Dir(p))
-	}
-	if err != nil {
-		return fmt.Errorf("cache: store %s: %w", p, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename into dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// Has reports whether an entry for d exists, without reading or verifying
-// it (a later Get still verifies). It lets a reader plan which chunks to
-// fetch without hashing every candidate from disk.
+// Has reports whether a chunk entry for d exists, without reading or
+// verifying it (a later Get still verifies) and without counting as a use.
+// It lets a reader plan which chunks to fetch without hashing every
+// candidate from disk.
 func (s *Store) Has(d digest.Digest) bool {
-	p, err := s.path(d)
+	return s.has(KindChunk, d)
+}
+
+func (s *Store) has(k Kind, d digest.Digest) bool {
+	p, err := s.path(k, d)
 	if err != nil {
 		return false
 	}

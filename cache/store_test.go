@@ -23,7 +23,8 @@ var _ interface {
 	Put(digest.Digest, []byte)
 } = (*Store)(nil)
 
-// newStore opens a Store on a fresh directory, logging to the test.
+// newStore opens a Store on a fresh directory, logging to the test, and
+// closes it when the test ends.
 func newStore(t *testing.T, opts ...Option) (*Store, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -32,6 +33,7 @@ func newStore(t *testing.T, opts ...Option) (*Store, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s, dir
 }
 
@@ -104,7 +106,9 @@ func tmpEntries(t *testing.T, dir string) []string {
 
 func TestRoundTrip(t *testing.T) {
 	s, dir := newStore(t, WithSync(true))
+	var total int64
 	for _, size := range []int{0, 1, 4096, 1<<20 + 3} {
+		total += 2 * int64(size)
 		for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
 			data := bytes.Repeat([]byte{byte(size)}, size)
 			d := alg.FromBytes(data)
@@ -118,7 +122,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	want := Stats{Hits: 8, Puts: 8}
+	want := Stats{Hits: 8, Puts: 8, Bytes: total, Entries: 8}
 	if st := s.Stats(); st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
@@ -389,4 +393,58 @@ func TestHas(t *testing.T) {
 	if s.Has("sha256:../../etc/passwd") {
 		t.Error("Has of an invalid digest is true")
 	}
+}
+
+// TestUseRecording: a Get hit records a use by setting the entry's atime,
+// at most once per touchAfter however hot the entry is; Has is not a use.
+func TestUseRecording(t *testing.T) {
+	s, dir := newStore(t)
+	data, d := chunk(9)
+	s.Put(d, data)
+	p := entryPath(dir, d)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if !s.Has(d) {
+			t.Fatal("Has = false")
+		}
+	}
+	if got := atime(t, p); !got.Equal(old) {
+		t.Fatalf("Has moved the atime to %v", got)
+	}
+	before := s.touches.Load()
+	for range 50 {
+		if _, ok := s.Get(d); !ok {
+			t.Fatal("Get missed")
+		}
+	}
+	if got := atime(t, p); time.Since(got) > time.Minute {
+		t.Errorf("atime after Get = %v, want about now", got)
+	}
+	if n := s.touches.Load() - before; n != 1 {
+		t.Errorf("50 Gets made %d atime updates, want 1", n)
+	}
+	if mt := mtime(t, p); !mt.Equal(old) {
+		t.Errorf("recording a use changed the mtime to %v", mt)
+	}
+}
+
+func atime(t *testing.T, p string) time.Time {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Unix(fi.Sys().(*syscall.Stat_t).Atim.Unix())
+}
+
+func mtime(t *testing.T, p string) time.Time {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime()
 }
