@@ -20,6 +20,7 @@ import (
 type fileData struct {
 	size   int64
 	chunks []chunk
+	digest digest.Digest // of the whole file, as the TOC gives it; "" if it gives none
 }
 
 // chunk is one verified unit of a file. Its bytes are found by decompressing
@@ -99,12 +100,15 @@ func (b *builder) endFile() error {
 	if last.off+last.size != f.size {
 		return fmt.Errorf("chunks of %q cover %d of its %d bytes", n.e.Name, last.off+last.size, f.size)
 	}
-	if len(f.chunks) == 1 && f.chunks[0].digest == "" && b.curSum != "" {
+	if b.curSum != "" {
 		d, err := digest.Parse(b.curSum)
 		if err != nil {
 			return fmt.Errorf("digest of %q: %w", n.e.Name, err)
 		}
-		f.chunks[0].digest = d
+		f.digest = d
+		if len(f.chunks) == 1 && f.chunks[0].digest == "" {
+			f.chunks[0].digest = d
+		}
 	}
 	for _, c := range f.chunks {
 		if c.digest == "" {

@@ -41,14 +41,16 @@ type Blob interface {
 // Layer is an eStargz or zstd:chunked layer whose tree is known from its TOC
 // and whose file bytes are fetched from the blob when first read.
 type Layer struct {
-	name     string
-	blob     Blob
-	format   *format
-	idx      *index
-	data     Blob // blob, counting the reads made for chunk data
-	store    ChunkStore
-	maxChunk int64
-	stats    layerStats
+	name       string
+	blob       Blob
+	format     *format
+	idx        *index
+	data       Blob // blob, counting the reads made for chunk data
+	store      ChunkStore
+	files      FileStore     // nil: files are never kept whole
+	assembling chan struct{} // holds a token while a file is assembled
+	maxChunk   int64
+	stats      layerStats
 
 	window    int64         // compressed bytes one fetch may cover; 0: one chunk
 	aheadDist int64         // how far past its reader read-ahead may start
@@ -94,7 +96,8 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 	}
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
 		window: o.fetchWindow, aheadDist: int64(o.readAhead) * o.fetchWindow,
-		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{}}
+		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{},
+		files: o.files, assembling: make(chan struct{}, 1)}
 	l.data = countingBlob{blob, &l.stats.requests}
 	if o.readAhead > 0 {
 		l.slots = make(chan struct{}, o.readAhead)
@@ -161,6 +164,8 @@ func (l *Layer) lookup(p string) (*node, error) {
 }
 
 // Open opens the regular file at p. Nothing is fetched until it is read.
+// With a FileStore (WithFileStore) that holds the file whole, the result is
+// that file, an *os.File.
 func (l *Layer) Open(ctx context.Context, p string) (layer.Content, error) {
 	n, err := l.lookup(p)
 	if err != nil {
@@ -168,6 +173,9 @@ func (l *Layer) Open(ctx context.Context, p string) (layer.Content, error) {
 	}
 	if n.e.Type != layer.TypeReg {
 		return nil, fmt.Errorf("lazy %s: open %q: not a regular file", l.name, p)
+	}
+	if f, ok := l.openWhole(n.file); ok {
+		return f, nil
 	}
 	return &Content{l: l, path: p, f: n.file}, nil
 }
@@ -226,9 +234,13 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	return n, nil
 }
 
-// Close ends the use of c; later reads fail.
+// Close ends the use of c; later reads fail. A file whose chunks are all
+// stored by then (read in full, by this reader or others) is kept whole, if
+// the layer has a FileStore.
 func (c *Content) Close() error {
-	c.closed.Store(true)
+	if !c.closed.Swap(true) {
+		c.l.assemble(c.f)
+	}
 	return nil
 }
 

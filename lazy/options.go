@@ -12,6 +12,7 @@ type options struct {
 	maxChunkSize int64
 	cacheSize    int64
 	store        ChunkStore
+	files        FileStore
 	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
 	windowSet    bool  // fetchWindow was given, even as 0
@@ -184,6 +185,20 @@ func WithReadAhead(n int) Option {
 func withDemand(d *demand) Option {
 	return func(o *options) error {
 		o.demand = d
+		return nil
+	}
+}
+
+// WithFileStore keeps files of at least WholeFileMin bytes whole in s once
+// they have been read in full, and opens a file from s when s holds it (see
+// FileStore). Several layers and images may share one s: files are keyed
+// by the digest of their bytes, as the TOC gives it.
+func WithFileStore(s FileStore) Option {
+	return func(o *options) error {
+		if s == nil {
+			return fmt.Errorf("lazy: nil file store")
+		}
+		o.files = s
 		return nil
 	}
 }

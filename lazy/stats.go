@@ -18,6 +18,8 @@ type Stats struct {
 	RangeRequests int64
 	ReadAheads    int64 // read-ahead windows started
 	Prefetches    int64 // prefetch windows started (see Layer.Prefetch)
+	WholeOpens    int64 // opens served by a whole file from the FileStore
+	WholePuts     int64 // files this layer assembled into the FileStore
 	FetchErrors   int64 // chunk fetches or verifications that failed (cancellations excluded)
 	LastError     string
 	LastErrorAt   time.Time
@@ -27,6 +29,7 @@ type Stats struct {
 type layerStats struct {
 	served, hits, waits, fetches, errors atomic.Int64
 	requests, readAheads, prefetches     atomic.Int64
+	wholeOpens, wholePuts                atomic.Int64
 
 	mu        sync.Mutex // guards lastError and lastAt
 	lastError string
@@ -53,6 +56,8 @@ func (l *Layer) Stats() Stats {
 		RangeRequests: s.requests.Load(),
 		ReadAheads:    s.readAheads.Load(),
 		Prefetches:    s.prefetches.Load(),
+		WholeOpens:    s.wholeOpens.Load(),
+		WholePuts:     s.wholePuts.Load(),
 		FetchErrors:   s.errors.Load(),
 		LastError:     s.lastError,
 		LastErrorAt:   s.lastAt,

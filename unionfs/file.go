@@ -17,7 +17,8 @@ import (
 // file is an open regular file served through strata: an upper file, or a
 // lower file with a local descriptor.
 type file struct {
-	f *os.File
+	f       *os.File
+	release func() // if set, called at Release
 }
 
 // ptFile is a file that the kernel may serve by passthrough.
@@ -87,7 +88,12 @@ func (f *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return fs.ToErrno(unix.Fsync(f.fd()))
 }
 
-func (f *file) Release(ctx context.Context) syscall.Errno { return fs.ToErrno(f.f.Close()) }
+func (f *file) Release(ctx context.Context) syscall.Errno {
+	if f.release != nil {
+		f.release()
+	}
+	return fs.ToErrno(f.f.Close())
+}
 
 func (f *file) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
 	return fs.ToErrno(unix.Fallocate(f.fd(), mode, int64(off), int64(size)))
@@ -204,17 +210,85 @@ func newHandle(f *os.File, mode ioMode) fs.FileHandle {
 	return &file{f: f}
 }
 
+// lowerOpens is what the open handles of one lower passthrough file are.
+// The kernel refuses a passthrough open of an inode that has cached opens,
+// and a cached open of one that has passthrough opens. A lower file of a
+// lazy layer opens through strata (cached) until its bytes are all local,
+// then as a local file (passthrough): whichever kind is open first is what
+// later opens get, until every handle is closed.
+type lowerOpens struct {
+	mu     sync.Mutex
+	pt     int      // passthrough handles
+	cached int      // handles served through strata
+	back   *os.File // while pt > 0: a descriptor of the backing file, for more opens
+}
+
 func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
+	o := &n.lowerOpens
+	if h := o.share(n); h != nil {
+		return h, 0
+	}
 	li, p := n.content()
 	c, err := n.u.openLower(ctx, li, p)
 	if err != nil {
 		return nil, n.errno("open", "", err)
 	}
-	if f, ok := c.(*os.File); ok {
-		return &ptFile{&file{f: f}}, 0
+	return o.add(n, c), 0
+}
+
+// share returns another passthrough handle on the backing file of the
+// handles open, if there are any.
+func (o *lowerOpens) share(n *node) fs.FileHandle {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pt == 0 {
+		return nil
 	}
-	// No local descriptor to pass through: serve it ourselves.
-	return &lazyFile{n: n, c: c}, 0
+	fd, err := unix.FcntlInt(o.back.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil // open it anew
+	}
+	o.pt++
+	return &ptFile{&file{f: os.NewFile(uintptr(fd), ""), release: func() { o.done(true) }}}
+}
+
+// add makes the handle for a newly opened content c: passthrough when c is
+// a local file and no cached handle is open, else served through strata.
+func (o *lowerOpens) add(n *node, c layer.Content) fs.FileHandle {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f, local := c.(*os.File)
+	if local && o.cached == 0 {
+		if o.pt == 0 {
+			fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				return o.addCached(n, c)
+			}
+			o.back = os.NewFile(uintptr(fd), "")
+		}
+		o.pt++
+		return &ptFile{&file{f: f, release: func() { o.done(true) }}}
+	}
+	return o.addCached(n, c)
+}
+
+func (o *lowerOpens) addCached(n *node, c layer.Content) fs.FileHandle {
+	o.cached++
+	return &lazyFile{n: n, c: c, release: func() { o.done(false) }}
+}
+
+// done counts a handle closed.
+func (o *lowerOpens) done(pt bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !pt {
+		o.cached--
+		return
+	}
+	if o.pt--; o.pt == 0 {
+		o.back.Close()
+		o.back = nil
+	}
 }
 
 // lazyFile is a read-only open of a lower file served through strata. The
@@ -224,10 +298,11 @@ func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
 // was written through a new one (as with overlayfs), and a page-cache miss
 // can never bring the lower bytes back.
 type lazyFile struct {
-	n     *node
-	mu    sync.Mutex    // guards c and upper
-	c     layer.Content // nil until the first read
-	upper bool          // c is the upper copy
+	n       *node
+	mu      sync.Mutex    // guards c and upper
+	c       layer.Content // nil until the first read
+	upper   bool          // c is the upper copy
+	release func()        // if set, called at Release
 }
 
 var (
@@ -295,6 +370,9 @@ func (f *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadR
 func (f *lazyFile) Flush(ctx context.Context) syscall.Errno { return 0 }
 
 func (f *lazyFile) Release(ctx context.Context) syscall.Errno {
+	if f.release != nil {
+		f.release()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.c != nil {

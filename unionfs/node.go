@@ -52,6 +52,10 @@ type node struct {
 	kids    *lowerListing // directories: the merged lower children, built on first use
 	io      ioMode        // regular files: how the kernel does I/O (see decideIO)
 	ioLower bool          // io is passthrough with the lower file as backing
+
+	// lowerOpens counts the open handles of a lower file opened for
+	// passthrough (see openLower), which the kernel will not mix.
+	lowerOpens lowerOpens
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
