@@ -31,6 +31,9 @@ type Layer struct {
 	BytesServed  int64  `json:"bytes_served"` // file bytes returned to readers
 	ChunkHits    int64  `json:"chunk_hits"`
 	ChunkFetches int64  `json:"chunk_fetches"`
+	Prefetches   int64  `json:"prefetch_windows,omitempty"`
+	WholeOpens   int64  `json:"whole_file_opens,omitempty"` // opens served by a whole cached file (passthrough)
+	WholePuts    int64  `json:"whole_files_stored,omitempty"`
 	Errors       int64  `json:"errors"`
 	LastError    string `json:"last_error,omitempty"`
 }
@@ -43,6 +46,22 @@ type Mount struct {
 	Started    time.Time `json:"started"`
 	Updated    time.Time `json:"updated"`
 	Layers     []Layer   `json:"layers"`
+	Cache      *Cache    `json:"cache,omitempty"` // the on-disk cache, if the mount uses one
+}
+
+// Cache is the on-disk cache as one mount sees it: the cache's size (all
+// processes) and this mount's own use of it.
+type Cache struct {
+	Dir          string `json:"dir"`
+	Bytes        int64  `json:"bytes"`   // estimate for the whole cache; -1 until known
+	Entries      int64  `json:"entries"` // likewise
+	MaxSize      int64  `json:"max_size"`
+	Hits         int64  `json:"hits"` // chunk and whole-file reads found in it
+	Misses       int64  `json:"misses"`
+	Puts         int64  `json:"puts"` // chunks and files this mount stored
+	Evictions    int64  `json:"evictions"`
+	EvictedBytes int64  `json:"evicted_bytes"`
+	Corrupt      int64  `json:"corrupt"` // entries found damaged, removed and fetched again
 }
 
 // Dir is the runtime directory for status files.

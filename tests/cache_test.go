@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,8 @@ import (
 
 // TestChunkCacheAcrossMounts: with --cache, a second mount (a new process)
 // of the same image serves a file read by the first one without fetching
-// any of its chunks from the registry again.
+// anything from the registry again: from the chunks, or from the whole file
+// assembled from them.
 func TestChunkCacheAcrossMounts(t *testing.T) {
 	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir()) // inherited by the strata processes
 	fx := registryFixture(t)
@@ -29,34 +31,107 @@ func TestChunkCacheAcrossMounts(t *testing.T) {
 		if err != nil || string(got) != string(big) {
 			t.Fatalf("round %d: read usr/lib/big: %d bytes, %v", round, len(got), err)
 		}
-		last = waitServed(t, m.Dir, int64(len(big)))
-		m.unmount(t)
-		if round == 1 && sum(last.Layers, func(l status.Layer) int64 { return l.ChunkFetches }) == 0 {
-			t.Fatal("the first mount fetched no chunk: nothing to test")
+		if round == 1 {
+			last = waitStat(t, m.Dir, "the file served and stored whole", func(st status.Mount) bool {
+				return layerSum(st, func(l status.Layer) int64 { return l.BytesServed }) >= int64(len(big)) &&
+					layerSum(st, func(l status.Layer) int64 { return l.WholePuts }) >= 1
+			})
+			if layerSum(last, func(l status.Layer) int64 { return l.ChunkFetches }) == 0 {
+				t.Fatal("the first mount fetched no chunk: nothing to test")
+			}
+		} else {
+			last = waitStat(t, m.Dir, "the whole file opened", func(st status.Mount) bool {
+				return layerSum(st, func(l status.Layer) int64 { return l.WholeOpens }) >= 1
+			})
 		}
+		m.unmount(t)
 	}
-	if n := sum(last.Layers, func(l status.Layer) int64 { return l.ChunkFetches }); n != 0 {
+	if n := layerSum(last, func(l status.Layer) int64 { return l.ChunkFetches }); n != 0 {
 		t.Errorf("the second mount fetched %d chunks from the registry, want 0 (all in the cache)", n)
 	}
-	if sum(last.Layers, func(l status.Layer) int64 { return l.ChunkHits }) == 0 {
-		t.Error("the second mount shows no cache hits")
+}
+
+// waitStat polls strata stat until cond holds for the mount.
+func waitStat(t *testing.T, mnt, what string, cond func(status.Mount) bool) status.Mount {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st status.Mount
+		out, err := exec.Command(strataBin, "stat", "--json", mnt).Output()
+		if err == nil && json.Unmarshal(out, &st) == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stat of %s never showed %s: %v %s", mnt, what, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 // waitServed polls strata stat until the mount has served n bytes.
 func waitServed(t *testing.T, mnt string, n int64) status.Mount {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var st status.Mount
-		out, err := exec.Command(strataBin, "stat", "--json", mnt).Output()
-		if err == nil && json.Unmarshal(out, &st) == nil &&
-			sum(st.Layers, func(l status.Layer) int64 { return l.BytesServed }) >= n {
-			return st
+	return waitStat(t, mnt, fmt.Sprintf("%d bytes served", n), func(st status.Mount) bool {
+		return layerSum(st, func(l status.Layer) int64 { return l.BytesServed }) >= n
+	})
+}
+
+func layerSum(st status.Mount, f func(status.Layer) int64) int64 { return sum(st.Layers, f) }
+
+// TestWholeFilePassthrough: once a lower file is cached whole, opens pass
+// it through, but never while a handle served through strata is open (the
+// kernel refuses to mix the two on one inode): every open succeeds and
+// reads the right bytes, whatever is open at the time.
+func TestWholeFilePassthrough(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	fx := registryFixture(t)
+	f := lazyFormats[0]
+	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
+	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	big := fx.baseFile("usr/lib/big")
+	m := mountRegistry(t, ref, "", "--cache", t.TempDir())
+	p := filepath.Join(m.Dir, "usr/lib/big")
+	readAll := func(what string, fd *os.File) {
+		t.Helper()
+		got := make([]byte, len(big)+1)
+		n, err := fd.ReadAt(got, 0)
+		if n != len(big) || string(got[:n]) != string(big) {
+			t.Fatalf("%s: %d bytes (%v), or wrong ones", what, n, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stat of %s never showed %d bytes served: %v %s", mnt, n, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	open := func(what string) *os.File {
+		t.Helper()
+		fd, err := os.Open(p)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return fd
+	}
+	held := open("open served through strata")
+	defer held.Close()
+	readAll("first read", held)
+	if got, err := os.ReadFile(p); err != nil || string(got) != string(big) {
+		t.Fatalf("read by another open: %v", err)
+	}
+	waitStat(t, m.Dir, "the file stored whole", func(st status.Mount) bool {
+		return layerSum(st, func(l status.Layer) int64 { return l.WholePuts }) >= 1
+	})
+	mixed := open("open while a cached handle is open")
+	defer mixed.Close()
+	readAll("read beside a cached handle", mixed)
+	mixed.Close()
+	held.Close()
+	time.Sleep(100 * time.Millisecond) // RELEASE is asynchronous
+	pt := open("open of the whole file")
+	defer pt.Close()
+	readAll("passthrough read", pt)
+	pt2 := open("second open beside a passthrough one")
+	defer pt2.Close()
+	readAll("second passthrough read", pt2)
+	pt2.Close()
+	pt.Close()
+	st := waitStat(t, m.Dir, "whole-file opens", func(st status.Mount) bool {
+		return layerSum(st, func(l status.Layer) int64 { return l.WholeOpens }) >= 1
+	})
+	t.Logf("whole-file opens: %d", layerSum(st, func(l status.Layer) int64 { return l.WholeOpens }))
 }

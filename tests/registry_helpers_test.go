@@ -571,6 +571,10 @@ func mountRegistry(t testing.TB, ref, upper string, extra ...string) *strataMoun
 	if upper != "" {
 		args = append(args, "--upper", upper)
 	}
+	if !slices.Contains(extra, "--cache") && !slices.Contains(extra, "--no-cache") {
+		// Never the node's default cache: a test sees only what it fetched.
+		args = append(args, "--cache", t.TempDir())
+	}
 	args = append(append(args, extra...), ref, mnt)
 	m := &strataMount{Dir: mnt, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	m.cmd = exec.Command(strataBin, args...)
@@ -602,7 +606,7 @@ func mountRegistry(t testing.TB, ref, upper string, extra ...string) *strataMoun
 // mounted or hung.
 func runRefused(t testing.TB, ref, mnt string) (error, string) {
 	t.Helper()
-	cmd := exec.Command(strataBin, "mount", ref, mnt)
+	cmd := exec.Command(strataBin, "mount", "--cache", t.TempDir(), ref, mnt)
 	var stderr syncBuffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stderr
 	if err := cmd.Start(); err != nil {

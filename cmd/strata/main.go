@@ -15,7 +15,7 @@ func main() {
 		Description: "strata merges an image's read-only layers and a per-container writable\n" +
 			"upper directory into one tree served by FUSE, the way kernel overlayfs\n" +
 			"would, with the upper directory kept in overlayfs's own format.",
-		Commands:       []*cli.Command{mountCommand(), umountCommand(), statCommand(), convertCommand()},
+		Commands:       []*cli.Command{mountCommand(), umountCommand(), statCommand(), convertCommand(), cacheCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.Run(os.Args); err != nil {

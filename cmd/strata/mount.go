@@ -49,7 +49,9 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "upper", Aliases: []string{"u"}, Usage: "writable upper `DIR` (default: none, read-only mount)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
-			&cli.StringFlag{Name: "cache", Usage: "keep fetched chunks, verified, in `DIR`, shared by every mount that names it (default: memory only)"},
+			&cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared by every mount and strata process that names it"},
+			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (512M, 10G, 1.5GiB; 0: no cap)"},
+			&cli.BoolFlag{Name: "no-cache", Usage: "keep fetched chunks in memory only (64 MiB), for this mount alone"},
 			&cli.StringFlag{Name: "prefetch", Value: "landmark", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause, for workloads that read most of the image; needs --cache to hold it), or none"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
@@ -77,7 +79,7 @@ func runMount(c *cli.Context) error {
 	defer stop()
 	var layers []layer.Layer
 	var what string
-	var collect func() []status.Layer
+	var collect statusFunc
 	var err error
 	if local {
 		var closeAll func()
@@ -108,7 +110,7 @@ func runMount(c *cli.Context) error {
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
-func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string, collect func() []status.Layer) error {
+func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string, collect statusFunc) error {
 	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
 	opts := []unionfs.Option{
 		unionfs.WithTimeout(c.Duration("timeout")),
@@ -145,12 +147,16 @@ const statusEvery = time.Second
 
 // publishStatus keeps the mount's status file current until done closes.
 // A status that cannot be written is logged once: it must not stop a mount.
-func publishStatus(done <-chan struct{}, logger *log.Logger, m *status.Mount, collect func() []status.Layer) {
+// statusFunc reads a mount's layer counters and its cache's, if any.
+type statusFunc func() ([]status.Layer, *status.Cache)
+
+func publishStatus(done <-chan struct{}, logger *log.Logger, m *status.Mount, collect statusFunc) {
 	tick := time.NewTicker(statusEvery)
 	defer tick.Stop()
 	warned := false
 	for {
-		m.Updated, m.Layers = time.Now(), collect()
+		m.Layers, m.Cache = collect()
+		m.Updated = time.Now()
 		if err := status.Write(status.Dir(), m); err != nil && !warned {
 			logger.Printf("status for 'strata stat' not published: %v", err)
 			warned = true
@@ -163,13 +169,13 @@ func publishStatus(done <-chan struct{}, logger *log.Logger, m *status.Mount, co
 	}
 }
 
-func localStatus(dirs []string) func() []status.Layer {
-	return func() []status.Layer {
+func localStatus(dirs []string) statusFunc {
+	return func() ([]status.Layer, *status.Cache) {
 		out := make([]status.Layer, len(dirs))
 		for i, d := range dirs {
 			out[i] = status.Layer{Name: d, Format: "local"}
 		}
-		return out
+		return out, nil
 	}
 }
 
@@ -195,7 +201,7 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 // openImage resolves the image reference and opens each layer: lazily from
 // its TOC, or by streaming its blob. It also returns how to read the layers'
 // counters for the status file, and what to close at the end.
-func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func() []status.Layer, func(), error) {
+func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
 	ref := c.Args().First()
 	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
 	if p := c.String("platform"); p != "" {
@@ -227,12 +233,13 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	lopts, err := chunkStoreOptions(c.String("cache"))
+	lopts, disk, err := chunkStoreOptions(c)
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
 	opened, err := lazy.OpenImageLayers(ctx, ils, sls, lopts...)
 	if err != nil {
+		closeStore(disk)
 		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	for _, o := range opened {
@@ -253,8 +260,9 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, func
 				o.Lazy.Close() // stops its read-ahead
 			}
 		}
+		closeStore(disk)
 	}
-	return layers, img.Name(), imageStatus(opened, blobs), closeAll, nil
+	return layers, img.Name(), imageStatus(opened, blobs, disk, c.String("cache")), closeAll, nil
 }
 
 // prefetchMode reads --prefetch.
@@ -274,21 +282,33 @@ func prefetchMode(v string) (lazy.Prefetch, error) {
 // when an on-disk cache backs them.
 const memoryChunks = 64 << 20
 
-// chunkStoreOptions puts the on-disk cache in dir, if given, behind a memory
-// store shared by every layer.
-func chunkStoreOptions(dir string) ([]lazy.Option, error) {
-	if dir == "" {
-		return nil, nil
+// chunkStoreOptions opens the on-disk cache (unless --no-cache) and puts it
+// behind a memory store shared by every layer, as their chunk store and
+// their whole-file store.
+func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, error) {
+	if c.Bool("no-cache") {
+		return nil, nil, nil
 	}
-	disk, err := cache.Open(dir)
+	max, err := parseSize(c.String("cache-size"))
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("mount: --cache-size: %w", err)
 	}
-	return []lazy.Option{lazy.WithChunkStore(lazy.NewTieredStore(lazy.NewMemoryStore(memoryChunks), disk))}, nil
+	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max))
+	if err != nil {
+		return nil, nil, fmt.Errorf("mount: --cache: %w", err)
+	}
+	return []lazy.Option{lazy.WithChunkStore(lazy.NewTieredStore(lazy.NewMemoryStore(memoryChunks), disk)),
+		lazy.WithFileStore(disk)}, disk, nil
 }
 
-func imageStatus(opened []lazy.Opened, blobs []*remote.Blob) func() []status.Layer {
-	return func() []status.Layer {
+func closeStore(s *cache.Store) {
+	if s != nil {
+		s.Close() // stops its eviction
+	}
+}
+
+func imageStatus(opened []lazy.Opened, blobs []*remote.Blob, disk *cache.Store, dir string) func() ([]status.Layer, *status.Cache) {
+	return func() ([]status.Layer, *status.Cache) {
 		out := make([]status.Layer, len(opened))
 		for i, o := range opened {
 			bs := blobs[i].Stats()
@@ -300,6 +320,7 @@ func imageStatus(opened []lazy.Opened, blobs []*remote.Blob) func() []status.Lay
 			if o.Lazy != nil {
 				ls := o.Lazy.Stats()
 				l.Format, l.BytesServed, l.ChunkHits, l.ChunkFetches = o.Lazy.Format(), ls.BytesServed, ls.ChunkHits, ls.ChunkFetches
+				l.Prefetches, l.WholeOpens, l.WholePuts = ls.Prefetches, ls.WholeOpens, ls.WholePuts
 				l.Errors += ls.FetchErrors
 				l.LastError = lastError(ls, bs)
 			} else {
@@ -311,8 +332,18 @@ func imageStatus(opened []lazy.Opened, blobs []*remote.Blob) func() []status.Lay
 			}
 			out[i] = l
 		}
-		return out
+		return out, cacheStatus(disk, dir)
 	}
+}
+
+func cacheStatus(disk *cache.Store, dir string) *status.Cache {
+	if disk == nil {
+		return nil
+	}
+	s := disk.Stats()
+	return &status.Cache{Dir: dir, Bytes: s.Bytes, Entries: s.Entries, MaxSize: s.MaxSize,
+		Hits: s.Hits + s.FileHits, Misses: s.Misses + s.FileMisses, Puts: s.Puts + s.FilePuts,
+		Evictions: s.Evictions, EvictedBytes: s.EvictedBytes, Corrupt: s.Corrupt}
 }
 
 // lastError is the later of a layer's last chunk error and its blob's last

@@ -72,6 +72,25 @@ func printStatus(m *status.Mount) {
 			fmt.Printf("\n%s last error: %s", short(l.Name), l.LastError)
 		}
 	}
+	printCache(m.Cache)
+}
+
+// printCache shows the on-disk cache: its size for all processes, and what
+// this mount did with it.
+func printCache(c *status.Cache) {
+	if c == nil {
+		fmt.Println("\ncache    none (memory only)")
+		return
+	}
+	used, limit := "unknown yet", "no cap"
+	if c.Bytes >= 0 {
+		used = fmt.Sprintf("%s in %d entries", size(c.Bytes), c.Entries)
+	}
+	if c.MaxSize > 0 {
+		limit = "cap " + size(c.MaxSize)
+	}
+	fmt.Printf("\ncache    %s: %s, %s\n         this mount: %d hits, %d misses, %d stored, %d evicted (%s), %d corrupt\n",
+		c.Dir, used, limit, c.Hits, c.Misses, c.Puts, c.Evictions, size(c.EvictedBytes), c.Corrupt)
 }
 
 func short(name string) string {
