@@ -309,8 +309,10 @@ func (d *demo) mount(ctx context.Context, ref string) error {
 		return err
 	}
 	defer logf.Close()
-	fmt.Printf("+ strata mount --upper upper %s mnt &\n", ref)
-	d.mountCmd = d.command(ctx, d.strata, "mount", "--upper", d.upper, ref, d.mnt)
+	// A cache of its own, so that every demo starts from nothing local
+	// (a node keeps one in /var/lib/strata/cache, shared by its mounts).
+	fmt.Printf("+ strata mount --upper upper --cache cache %s mnt &\n", ref)
+	d.mountCmd = d.command(ctx, d.strata, "mount", "--upper", d.upper, "--cache", filepath.Join(d.work, "cache"), ref, d.mnt)
 	d.mountCmd.Stdout, d.mountCmd.Stderr = logf, logf
 	if err := d.mountCmd.Start(); err != nil {
 		return err
