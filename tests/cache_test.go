@@ -51,10 +51,11 @@ func TestChunkCacheAcrossMounts(t *testing.T) {
 	}
 }
 
-// waitStat polls strata stat until cond holds for the mount.
+// waitStat polls strata stat until cond holds for the mount. The limit is
+// generous: a capped cache's evictor may rest up to 10 s between checks.
 func waitStat(t *testing.T, mnt, what string, cond func(status.Mount) bool) status.Mount {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var st status.Mount
 		out, err := exec.Command(strataBin, "stat", "--json", mnt).Output()
