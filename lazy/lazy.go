@@ -56,7 +56,10 @@ type Layer struct {
 	aheadDist int64         // how far past its reader read-ahead may start
 	slots     chan struct{} // read-ahead windows in flight; nil: no read-ahead
 	bg        *background
-	demand    *demand // shared by the layers of an image
+	demand    *demand      // shared by the layers of an image
+	auto      atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
+	demanded  atomic.Int64 // compressed bytes fetched for readers
+	autoOnce  sync.Once
 
 	mu    sync.Mutex         // guards calls and bad
 	calls map[chunkKey]*call // chunks being fetched: one fetch per chunk at a time
@@ -261,6 +264,7 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 			l.stats.hits.Add(1)
 			return data, nil
 		case w != nil:
+			l.noteDemand(w.end - w.off)
 			l.fetch(ctx, w, false) // finishes cl before it returns
 		default:
 			l.stats.waits.Add(1)

@@ -24,7 +24,17 @@ const (
 	// it at about the speed of a full pull instead of one round trip per
 	// window read.
 	PrefetchAll
+	// PrefetchAuto is PrefetchLandmark, then PrefetchAll once readers have
+	// fetched 1/autoShare of the layer's blob: a container start reads a
+	// few percent of an image and gets only that, while a build, a scan
+	// or a copy that reads most of it gets the rest at link speed, in
+	// large windows, without waiting for its reads to pause.
+	PrefetchAuto
 )
+
+// autoShare: PrefetchAuto fetches the whole layer once readers have
+// fetched a quarter of it.
+const autoShare = 4
 
 // The prefetch of one layer keeps prefetchParallel windows of up to
 // prefetchWindow compressed bytes in flight: one arriving while the other
@@ -88,11 +98,26 @@ func (d *demand) idle(ctx context.Context) error {
 // chunk that a prefetch window holds waits for that window rather than
 // fetching it again. Close stops the prefetch.
 func (l *Layer) Prefetch(mode Prefetch) {
+	if mode == PrefetchAuto {
+		l.auto.Store(true)
+	}
 	limit := l.prefetchLimit(mode)
 	if limit <= 0 {
 		return
 	}
-	l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, limit) })
+	l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, limit, true) })
+}
+
+// noteDemand counts n compressed bytes fetched for readers, and starts the
+// whole-layer prefetch of PrefetchAuto once they reach 1/autoShare of the
+// blob. That prefetch does not yield to reads: they are what asked for it.
+func (l *Layer) noteDemand(n int64) {
+	if !l.auto.Load() || l.demanded.Add(n) < l.blob.Size()/autoShare {
+		return
+	}
+	l.autoOnce.Do(func() {
+		l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, l.blob.Size(), false) })
+	})
 }
 
 // prefetchLimit is the blob offset below which mode prefetches chunks.
@@ -100,15 +125,16 @@ func (l *Layer) prefetchLimit(mode Prefetch) int64 {
 	switch mode {
 	case PrefetchAll:
 		return l.blob.Size()
-	case PrefetchLandmark:
+	case PrefetchLandmark, PrefetchAuto:
 		return l.idx.landmark
 	}
 	return 0
 }
 
 // prefetch walks the chunks below limit in blob order, fetching each run
-// of missing ones as a window.
-func (l *Layer) prefetch(ctx context.Context, limit int64) {
+// of missing ones as a window; with yield, a window starts only when reads
+// are quiet.
+func (l *Layer) prefetch(ctx context.Context, limit int64, yield bool) {
 	slots := make(chan struct{}, prefetchParallel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -119,7 +145,7 @@ func (l *Layer) prefetch(ctx context.Context, limit int64) {
 		case <-ctx.Done():
 			return
 		}
-		if l.demand.idle(ctx) != nil {
+		if yield && l.demand.idle(ctx) != nil {
 			return
 		}
 		w := l.claimPrefetch(order[i], limit)

@@ -3,6 +3,7 @@ package lazy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -188,4 +189,41 @@ func TestPrefetchYieldsToReads(t *testing.T) {
 	}
 	ls[1].demand.end()
 	settle(t, ls[0], uniqueChunks(ls[0]))
+}
+
+// TestPrefetchAuto: a reader that fetches little gets only what it reads;
+// once readers have fetched a quarter of the layer, the rest arrives
+// without being read.
+func TestPrefetchAuto(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	var ents []tarEntry
+	for i := range 40 {
+		ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, 5000)))
+	}
+	tarData := makeTar(t, ents)
+	b := buildBlob(t, tarData, testFormats[1].opts)
+	l, mb := openBuilt(t, b, WithFetchWindow(0), WithReadAhead(0))
+	l.Prefetch(PrefetchAuto)
+	want := tarFiles(t, tarData)
+	readSequential(t, l, "f00", 5000)
+	time.Sleep(50 * time.Millisecond)
+	if s := l.Stats(); s.Prefetches != 0 {
+		t.Fatalf("one file read: %d prefetch windows; want none yet", s.Prefetches)
+	}
+	for i := 1; l.demanded.Load() < l.blob.Size()/autoShare; i++ {
+		p := fmt.Sprintf("f%02d", i)
+		if got := readSequential(t, l, p, 5000); !bytes.Equal(got, want[p]) {
+			t.Fatalf("%s: wrong bytes", p)
+		}
+	}
+	settle(t, l, uniqueChunks(l))
+	reads := mb.reads.Load()
+	for p, data := range want {
+		if got := readSequential(t, l, p, 5000); !bytes.Equal(got, data) {
+			t.Errorf("%s: wrong bytes", p)
+		}
+	}
+	if n := mb.reads.Load() - reads; n != 0 || l.Stats().Prefetches == 0 {
+		t.Errorf("after the auto prefetch: %d more reads, %d prefetch windows; want 0 and some", n, l.Stats().Prefetches)
+	}
 }

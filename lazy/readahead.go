@@ -103,6 +103,7 @@ func (l *Layer) fetchAhead(ctx context.Context, c *chunk) {
 	defer l.demand.end()
 	if w := l.claimAhead(c); w != nil {
 		l.stats.readAheads.Add(1)
+		l.noteDemand(w.end - w.off)
 		l.fetch(ctx, w, true)
 	}
 }

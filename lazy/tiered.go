@@ -1,6 +1,10 @@
 package lazy
 
-import digest "github.com/opencontainers/go-digest"
+import (
+	"sync"
+
+	digest "github.com/opencontainers/go-digest"
+)
 
 // TieredStore is a ChunkStore made of a fast front store (memory) over a
 // larger back store (the on-disk cache): a Get that misses the front and
@@ -9,6 +13,18 @@ import digest "github.com/opencontainers/go-digest"
 // chunks that several layers share are fetched once.
 type TieredStore struct {
 	front, back ChunkStore
+
+	// With NewAsyncTieredStore, Puts reach the back store on a goroutine
+	// of the store's own: a reader waiting for a chunk then waits for the
+	// memory copy only, not for the disk.
+	queue chan tieredPut
+	done  sync.WaitGroup
+	once  sync.Once
+}
+
+type tieredPut struct {
+	d    digest.Digest
+	data []byte
 }
 
 var _ ChunkStore = (*TieredStore)(nil)
@@ -16,6 +32,32 @@ var _ ChunkStore = (*TieredStore)(nil)
 // NewTieredStore returns front over back.
 func NewTieredStore(front, back ChunkStore) *TieredStore {
 	return &TieredStore{front: front, back: back}
+}
+
+// NewAsyncTieredStore returns front over back, putting into back in the
+// background: up to depth Puts wait for it, and a Put beyond that writes
+// itself. A chunk is in the front store when Put returns, and in the back
+// store a moment later (or never, if the front has evicted it meanwhile
+// and the process ends first: a cache misses, it is never wrong). Close
+// waits for the queue to drain.
+func NewAsyncTieredStore(front, back ChunkStore, depth int) *TieredStore {
+	t := &TieredStore{front: front, back: back, queue: make(chan tieredPut, depth)}
+	t.done.Go(func() {
+		for p := range t.queue {
+			t.back.Put(p.d, p.data)
+		}
+	})
+	return t
+}
+
+// Close ends the background Puts of an asynchronous store, after the
+// queued ones are done. The store must not be used after it.
+func (t *TieredStore) Close() error {
+	if t.queue != nil {
+		t.once.Do(func() { close(t.queue) })
+		t.done.Wait()
+	}
+	return nil
 }
 
 // Get returns the chunk from the front store, else from the back one.
@@ -33,6 +75,13 @@ func (t *TieredStore) Get(d digest.Digest) ([]byte, bool) {
 // Put stores a verified chunk in both stores.
 func (t *TieredStore) Put(d digest.Digest, data []byte) {
 	t.front.Put(d, data)
+	if t.queue != nil {
+		select {
+		case t.queue <- tieredPut{d, data}:
+			return
+		default: // the back store is behind: this reader pays for it
+		}
+	}
 	t.back.Put(d, data)
 }
 

@@ -1,6 +1,7 @@
 package lazy
 
 import (
+	"fmt"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -27,5 +28,28 @@ func TestTieredStore(t *testing.T) {
 	}
 	if !s.Has(da) || !s.Has(db) || s.Has(digest.FromString("missing")) {
 		t.Error("Has disagrees with what was stored")
+	}
+}
+
+// TestAsyncTieredStore: Puts reach the back store in the background, all
+// of them by Close, with more Puts than the queue holds.
+func TestAsyncTieredStore(t *testing.T) {
+	front, back := NewMemoryStore(1<<20), NewMemoryStore(1<<20)
+	s := NewAsyncTieredStore(front, back, 2)
+	var ds []digest.Digest
+	for i := range 50 {
+		data := []byte(fmt.Sprintf("chunk %d", i))
+		d := digest.FromBytes(data)
+		s.Put(d, data)
+		if _, ok := front.Get(d); !ok {
+			t.Fatalf("chunk %d not in the front store when Put returned", i)
+		}
+		ds = append(ds, d)
+	}
+	s.Close()
+	for i, d := range ds {
+		if _, ok := back.Get(d); !ok {
+			t.Errorf("chunk %d never reached the back store", i)
+		}
 	}
 }

@@ -52,7 +52,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared by every mount and strata process that names it"},
 			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (512M, 10G, 1.5GiB; 0: no cap)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "keep fetched chunks in memory only (64 MiB), for this mount alone"},
-			&cli.StringFlag{Name: "prefetch", Value: "landmark", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause, for workloads that read most of the image; needs --cache to hold it), or none"},
+			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause), auto (landmark, then a whole layer once reads have fetched a quarter of it, as a build or a scan does), or none; all and auto need the on-disk cache, so --no-cache turns auto into landmark"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
@@ -229,17 +229,17 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
 		}
 	}
-	prefetch, err := prefetchMode(c.String("prefetch"))
+	prefetch, err := prefetchMode(c.String("prefetch"), !c.Bool("no-cache"))
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	lopts, disk, err := chunkStoreOptions(c)
+	lopts, disk, closeCache, err := chunkStoreOptions(c)
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
 	opened, err := lazy.OpenImageLayers(ctx, ils, sls, lopts...)
 	if err != nil {
-		closeStore(disk)
+		closeCache()
 		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	for _, o := range opened {
@@ -260,14 +260,20 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 				o.Lazy.Close() // stops its read-ahead
 			}
 		}
-		closeStore(disk)
+		closeCache()
 	}
 	return layers, img.Name(), imageStatus(opened, blobs, disk, c.String("cache")), closeAll, nil
 }
 
-// prefetchMode reads --prefetch.
-func prefetchMode(v string) (lazy.Prefetch, error) {
+// prefetchMode reads --prefetch. Whole layers need a store that can hold
+// them: without the on-disk cache, auto fetches only the landmark's files.
+func prefetchMode(v string, disk bool) (lazy.Prefetch, error) {
 	switch v {
+	case "auto":
+		if disk {
+			return lazy.PrefetchAuto, nil
+		}
+		return lazy.PrefetchLandmark, nil
 	case "none":
 		return lazy.PrefetchNone, nil
 	case "landmark":
@@ -275,36 +281,40 @@ func prefetchMode(v string) (lazy.Prefetch, error) {
 	case "all":
 		return lazy.PrefetchAll, nil
 	}
-	return 0, fmt.Errorf("mount: --prefetch %q: want landmark, all or none", v)
+	return 0, fmt.Errorf("mount: --prefetch %q: want auto, landmark, all or none", v)
 }
 
 // memoryChunks is the memory kept for hot chunks of all layers together
 // when an on-disk cache backs them.
 const memoryChunks = 64 << 20
 
+// memoryQueue is how many chunks may wait for the disk cache: enough to
+// let a burst of reads go on at memory speed, little next to the memory
+// store's 64 MiB.
+const memoryQueue = 256
+
 // chunkStoreOptions opens the on-disk cache (unless --no-cache) and puts it
 // behind a memory store shared by every layer, as their chunk store and
-// their whole-file store.
-func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, error) {
+// their whole-file store. The function returned closes them, once the
+// layers are closed.
+func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, func(), error) {
 	if c.Bool("no-cache") {
-		return nil, nil, nil
+		return nil, nil, func() {}, nil
 	}
 	max, err := parseSize(c.String("cache-size"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("mount: --cache-size: %w", err)
+		return nil, nil, nil, fmt.Errorf("mount: --cache-size: %w", err)
 	}
 	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max))
 	if err != nil {
-		return nil, nil, fmt.Errorf("mount: --cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("mount: --cache: %w", err)
 	}
-	return []lazy.Option{lazy.WithChunkStore(lazy.NewTieredStore(lazy.NewMemoryStore(memoryChunks), disk)),
-		lazy.WithFileStore(disk)}, disk, nil
-}
-
-func closeStore(s *cache.Store) {
-	if s != nil {
-		s.Close() // stops its eviction
+	tiered := lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue)
+	closeCache := func() {
+		tiered.Close() // the chunks still queued reach the disk
+		disk.Close()   // stops its eviction
 	}
+	return []lazy.Option{lazy.WithChunkStore(tiered), lazy.WithFileStore(disk)}, disk, closeCache, nil
 }
 
 func imageStatus(opened []lazy.Opened, blobs []*remote.Blob, disk *cache.Store, dir string) func() ([]status.Layer, *status.Cache) {
