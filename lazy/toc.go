@@ -51,12 +51,58 @@ type loadedTOC struct {
 	f          *format
 	payloadEnd int64
 	entries    []*estargz.TOCEntry
+	raw        []byte // the bytes that hash to the expected digest
 }
 
-// loadTOC reads the footer and the TOC, checks the TOC against want before
-// parsing it, and decodes its entries. The blob is read twice: its last
-// bytes, then everything from the TOC on.
+// loadTOC returns the layer's TOC, checked against want before it is
+// parsed: from the chunk store, where an earlier Open of the same layer
+// (in this process or another) has put it, or from the blob, read twice:
+// its last bytes, then everything from the TOC on.
 func loadTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*loadedTOC, error) {
+	if t, ok := storedTOC(b, want, o); ok {
+		return t, nil
+	}
+	t, err := fetchTOC(ctx, b, want, o)
+	if err == nil {
+		o.store.Put(want, t.raw)
+	}
+	return t, err
+}
+
+// storedTOC decodes the TOC kept in the chunk store under want: the TOC
+// JSON for eStargz, the compressed TOC for zstd:chunked (whichever the
+// manifest's digest names), verified by the store. The footer is not
+// kept, so the end of the chunk data is taken as the start of the footer:
+// the layer's last chunk is then fetched with the TOC behind it, which its
+// decoder does not read.
+func storedTOC(b Blob, want digest.Digest, o *options) (*loadedTOC, bool) {
+	data, ok := o.store.Get(want)
+	if !ok {
+		return nil, false
+	}
+	for _, f := range []*format{formats[0], formats[2]} {
+		jsonTOC := data
+		if f.zstd {
+			var err error
+			if jsonTOC, err = decompressTOC(f.dec, data, o.maxTOCSize); err != nil {
+				continue
+			}
+		}
+		entries, err := decodeTOC(jsonTOC, o.maxEntries)
+		if err != nil {
+			continue
+		}
+		end := b.Size() - f.dec.FooterSize()
+		if end < 0 {
+			return nil, false
+		}
+		return &loadedTOC{f: f, payloadEnd: end, entries: entries, raw: data}, true
+	}
+	return nil, false
+}
+
+// fetchTOC reads the footer and the TOC from the blob.
+func fetchTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*loadedTOC, error) {
 	size := b.Size()
 	n := min(size, maxFooterSize)
 	tail, err := readFull(ctx, b, size-n, n)
@@ -138,15 +184,18 @@ func verifyTOC(l tocLocation, compressed []byte, want digest.Digest, o *options)
 		return nil, err
 	}
 	alg := want.Algorithm()
-	got := alg.FromBytes(jsonTOC)
-	if got != want && alg.FromBytes(compressed) != want {
-		return nil, fmt.Errorf("%w: TOC JSON is %s, want %s", ErrTOCDigest, got, want)
+	got, raw := alg.FromBytes(jsonTOC), jsonTOC
+	if got != want {
+		if alg.FromBytes(compressed) != want {
+			return nil, fmt.Errorf("%w: TOC JSON is %s, want %s", ErrTOCDigest, got, want)
+		}
+		raw = compressed
 	}
 	entries, err := decodeTOC(jsonTOC, o.maxEntries)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTOC, err)
 	}
-	return &loadedTOC{f: l.f, payloadEnd: l.payloadEnd, entries: entries}, nil
+	return &loadedTOC{f: l.f, payloadEnd: l.payloadEnd, entries: entries, raw: raw}, nil
 }
 
 func decompressTOC(d tocDecompressor, compressed []byte, limit int64) (_ []byte, err error) {
