@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +168,46 @@ func layerDigest(t *testing.T, b lazyBlob) string {
 		t.Fatal(err)
 	}
 	return h.String()
+}
+
+// countingHandler counts the requests a registry receives.
+type countingHandler struct {
+	n    atomic.Int64
+	next http.Handler
+}
+
+func (c *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.n.Add(1)
+	c.next.ServeHTTP(w, r)
+}
+
+// TestRestartFromCache: a new strata process on the same cache mounts an
+// image named by digest and serves the files an earlier one read, with no
+// registry request at all: manifest, config, TOCs, chunks and whole files
+// all come from the cache.
+func TestRestartFromCache(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	fx := registryFixture(t)
+	counter := &countingHandler{}
+	host := startRegistry(t, func(next http.Handler) http.Handler { counter.next = next; return counter })
+	files := baseFiles(fx)
+	for _, f := range lazyFormats {
+		t.Run(string(f), func(t *testing.T) {
+			ref := pushImage(t, host+"/strata/restart:"+string(f), lazyImage(t, fx.blobs[f]))
+			cacheDir := t.TempDir()
+			first := mountRegistry(t, ref, "", "--cache", cacheDir)
+			readFiles(t, first.Dir, files, "first mount")
+			waitStat(t, first.Dir, "the big file stored whole", func(st status.Mount) bool {
+				return layerSum(st, func(l status.Layer) int64 { return l.WholePuts }) >= 1
+			})
+			first.unmount(t)
+			before := counter.n.Load()
+			again := mountRegistry(t, ref, "", "--cache", cacheDir)
+			readFiles(t, again.Dir, files, "after the restart")
+			again.unmount(t)
+			if n := counter.n.Load() - before; n != 0 {
+				t.Errorf("the restarted mount made %d registry requests; want 0", n)
+			}
+		})
+	}
 }

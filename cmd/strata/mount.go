@@ -202,33 +202,6 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 // its TOC, or by streaming its blob. It also returns how to read the layers'
 // counters for the status file, and what to close at the end.
 func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
-	ref := c.Args().First()
-	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
-	if p := c.String("platform"); p != "" {
-		ropts = append(ropts, remote.WithPlatform(p))
-	}
-	img, err := remote.Resolve(ctx, ref, ropts...)
-	if err != nil {
-		return nil, "", nil, nil, err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, "", nil, nil, err
-	}
-	descs := img.Layers()
-	ils := make([]lazy.ImageLayer, len(descs))
-	sls := make([]lazy.StreamLayer, len(descs))
-	blobs := make([]*remote.Blob, len(descs))
-	for i, d := range descs {
-		if blobs[i], err = img.Layer(i); err != nil {
-			return nil, "", nil, nil, err
-		}
-		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blobs[i]}
-		sls[i] = lazy.StreamLayer{MediaType: d.MediaType}
-		if i < len(cfg.RootFS.DiffIDs) {
-			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
-		}
-	}
 	prefetch, err := prefetchMode(c.String("prefetch"), !c.Bool("no-cache"))
 	if err != nil {
 		return nil, "", nil, nil, err
@@ -237,19 +210,27 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
+	img, err := resolveImage(ctx, c, disk)
+	if err != nil {
+		closeCache()
+		return nil, "", nil, nil, err
+	}
+	ils, sls, blobs, err := imageLayers(img)
+	if err != nil {
+		closeCache()
+		return nil, "", nil, nil, err
+	}
 	opened, err := lazy.OpenImageLayers(ctx, ils, sls, lopts...)
 	if err != nil {
 		closeCache()
-		return nil, "", nil, nil, fmt.Errorf("%s: %w", ref, err)
-	}
-	for _, o := range opened {
-		if o.Lazy != nil {
-			o.Lazy.Prefetch(prefetch)
-		}
+		return nil, "", nil, nil, fmt.Errorf("%s: %w", c.Args().First(), err)
 	}
 	layers := make([]layer.Layer, len(opened))
 	for i, o := range opened {
 		layers[i] = o.Layer
+		if o.Lazy != nil {
+			o.Lazy.Prefetch(prefetch)
+		}
 	}
 	closeAll := func() {
 		for _, o := range opened {
@@ -263,6 +244,42 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 		closeCache()
 	}
 	return layers, img.Name(), imageStatus(opened, blobs, disk, c.String("cache")), closeAll, nil
+}
+
+// resolveImage resolves the reference, keeping manifests and configs in
+// the cache (an image named by digest then resolves from it).
+func resolveImage(ctx context.Context, c *cli.Context, disk *cache.Store) (*remote.Image, error) {
+	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
+	if p := c.String("platform"); p != "" {
+		ropts = append(ropts, remote.WithPlatform(p))
+	}
+	if disk != nil {
+		ropts = append(ropts, remote.WithStore(disk))
+	}
+	return remote.Resolve(ctx, c.Args().First(), ropts...)
+}
+
+// imageLayers describes the image's layers for lazy.OpenImageLayers.
+func imageLayers(img *remote.Image) ([]lazy.ImageLayer, []lazy.StreamLayer, []*remote.Blob, error) {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	descs := img.Layers()
+	ils := make([]lazy.ImageLayer, len(descs))
+	sls := make([]lazy.StreamLayer, len(descs))
+	blobs := make([]*remote.Blob, len(descs))
+	for i, d := range descs {
+		if blobs[i], err = img.Layer(i); err != nil {
+			return nil, nil, nil, err
+		}
+		ils[i] = lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blobs[i]}
+		sls[i] = lazy.StreamLayer{MediaType: d.MediaType}
+		if i < len(cfg.RootFS.DiffIDs) {
+			sls[i].DiffID = digest.Digest(cfg.RootFS.DiffIDs[i].String())
+		}
+	}
+	return ils, sls, blobs, nil
 }
 
 // prefetchMode reads --prefetch. Whole layers need a store that can hold

@@ -99,8 +99,12 @@ func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *b
 	// Asking for identity keeps Go from decompressing behind our back and
 	// dropping the Content-Length we check.
 	req.Header.Set("Accept-Encoding", "identity")
+	hc, err := b.c.httpClient(ctx)
+	if err != nil {
+		return classify(ErrUnavailable, err)
+	}
 	b.stats.request()
-	resp, err := b.c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		b.forget(url)
 		return classify(ErrUnavailable, err)

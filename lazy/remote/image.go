@@ -136,7 +136,8 @@ func (img *Image) CloseIdleConnections() {
 // client is what the blobs of one image share: the authenticated HTTP
 // client for its registry and the bound on requests in flight to it.
 type client struct {
-	http *http.Client
+	mu   sync.Mutex        // guards http
+	http *http.Client      // authenticated; nil until the first request (see httpClient)
 	base http.RoundTripper // under authentication, for CloseIdleConnections
 	repo name.Repository
 	sem  chan struct{} // one token per request in flight

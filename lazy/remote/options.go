@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	digest "github.com/opencontainers/go-digest"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -45,6 +46,25 @@ type options struct {
 	transport      http.RoundTripper // nil: a clone of remote.DefaultTransport
 	keychain       authn.Keychain
 	logger         *slog.Logger
+	store          Store // nil: nothing kept
+}
+
+// Store keeps content by its digest and returns only bytes that match it
+// (package cache's Store is one). Resolve keeps manifests and configs in
+// it, so that an image named by digest resolves again with no request.
+type Store interface {
+	Get(d digest.Digest) ([]byte, bool)
+	Put(d digest.Digest, data []byte)
+}
+
+// WithStore keeps the manifests and configs Resolve fetches in s, and
+// takes them from s when a reference names them by digest: a tag still
+// asks the registry what it points to now.
+func WithStore(s Store) Option {
+	return func(o *options) error {
+		o.store = s
+		return nil
+	}
 }
 
 func makeOptions(opts []Option) (*options, error) {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	digest "github.com/opencontainers/go-digest"
 	"net"
 	"net/http"
 	"strings"
@@ -43,10 +44,7 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newClient(ctx, r.Context(), base, o)
-	if err != nil {
-		return nil, registryError(ref, err)
-	}
+	c := newClient(r.Context(), base, o)
 	img, err := newImage(r.Context().Digest(desc.Digest.String()), desc, c)
 	if err != nil {
 		return nil, fmt.Errorf("remote: %s: %w", ref, err)
@@ -114,9 +112,9 @@ func resolveImage(ctx context.Context, r name.Reference, base http.RoundTripper,
 		ggcr.WithPlatform(platform),
 	}
 	for range maxIndexDepth {
-		desc, err := ggcr.Get(r, ropts...)
+		desc, err := getManifest(r, ropts, o.store)
 		if err != nil {
-			return nil, registryError(r.String(), err)
+			return nil, err
 		}
 		index, err := isIndex(desc.MediaType, desc.Manifest)
 		if err != nil {
@@ -132,6 +130,33 @@ func resolveImage(ctx context.Context, r name.Reference, base http.RoundTripper,
 		r = r.Context().Digest(child.String())
 	}
 	return nil, fmt.Errorf("remote: %s: %w: indexes nested deeper than %d", r, ErrUnsupported, maxIndexDepth)
+}
+
+// getManifest returns the manifest r names: from the store when r is a
+// digest it holds (the store checks the bytes against it), else from the
+// registry, keeping it in the store.
+func getManifest(r name.Reference, ropts []ggcr.Option, store Store) (*ggcr.Descriptor, error) {
+	if d, ok := r.(name.Digest); ok && store != nil {
+		if raw, ok := store.Get(digest.Digest(d.DigestStr())); ok {
+			h, err := v1.NewHash(d.DigestStr())
+			if err != nil {
+				return nil, fmt.Errorf("remote: %s: %w: %w", r, ErrInvalidReference, err)
+			}
+			var probe struct {
+				MediaType types.MediaType `json:"mediaType"`
+			}
+			json.Unmarshal(raw, &probe) // isIndex judges a manifest without one
+			return &ggcr.Descriptor{Descriptor: v1.Descriptor{MediaType: probe.MediaType, Digest: h, Size: int64(len(raw))}, Manifest: raw}, nil
+		}
+	}
+	desc, err := ggcr.Get(r, ropts...)
+	if err != nil {
+		return nil, registryError(r.String(), err)
+	}
+	if store != nil {
+		store.Put(digest.Digest(desc.Digest.String()), desc.Manifest)
+	}
+	return desc, nil
 }
 
 // isIndex tells an index from an image manifest. The Content-Type decides
@@ -189,26 +214,40 @@ func pickPlatform(raw []byte, want v1.Platform) (v1.Hash, error) {
 	return v1.Hash{}, fmt.Errorf("%w %s", ErrNoPlatform, want.String())
 }
 
-// newClient authenticates once for pulling from repo; every blob of the
-// image shares the result, so a bearer token is fetched once and refreshed
-// by go-containerregistry's transport when the registry asks again.
-func newClient(ctx context.Context, repo name.Repository, base http.RoundTripper, o *options) (*client, error) {
-	auth, err := authn.Resolve(ctx, o.keychain, repo)
-	if err != nil {
-		return nil, fmt.Errorf("%w: keychain: %w", ErrUnauthorized, err)
-	}
-	scopes := []string{repo.Scope(transport.PullScope)}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, scopes)
-	if err != nil {
-		return nil, err
-	}
+// newClient makes the client the image's blobs share. It authenticates
+// for pulling from repo on the first blob request, not here: an image
+// whose manifest, config and TOCs come from the store then mounts with no
+// request at all. The bearer token is fetched once and refreshed by
+// go-containerregistry's transport when the registry asks again.
+func newClient(repo name.Repository, base http.RoundTripper, o *options) *client {
 	return &client{
-		http: &http.Client{Transport: rt},
 		base: base,
 		repo: repo,
 		sem:  registrySlots(repo.RegistryStr(), o.maxInFlight),
 		opts: o,
-	}, nil
+	}
+}
+
+// httpClient returns the authenticated HTTP client, making it on first
+// use. A failure (the registry down, no credentials) is not kept: the next
+// request tries again.
+func (c *client) httpClient(ctx context.Context) (*http.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.http != nil {
+		return c.http, nil
+	}
+	auth, err := authn.Resolve(ctx, c.opts.keychain, c.repo)
+	if err != nil {
+		return nil, fmt.Errorf("%w: keychain: %w", ErrUnauthorized, err)
+	}
+	scopes := []string{c.repo.Scope(transport.PullScope)}
+	rt, err := transport.NewWithContext(ctx, c.repo.Registry, auth, c.base, scopes)
+	if err != nil {
+		return nil, registryError(c.repo.String(), err)
+	}
+	c.http = &http.Client{Transport: rt}
+	return c.http, nil
 }
 
 // slotsKey names one registry's in-flight bound: several images of the same
@@ -243,6 +282,13 @@ func registrySlots(registry string, n int) chan struct{} {
 // gets the same retries) and checks it against its digest when the digest
 // is a sha256 one (the only kind registries use for configs today).
 func (img *Image) fetchConfig(ctx context.Context) error {
+	store := img.c.opts.store
+	if store != nil {
+		if raw, ok := store.Get(digest.Digest(img.config.Digest)); ok {
+			img.rawConfig = raw
+			return nil
+		}
+	}
 	b := img.Blob(img.config)
 	buf := make([]byte, b.Size())
 	if _, err := b.ReadAt(ctx, buf, 0); err != nil {
@@ -254,5 +300,8 @@ func (img *Image) fetchConfig(ctx context.Context) error {
 		return fmt.Errorf("remote: %s: config: %w: digest %s, want %s", img.ref, ErrBadResponse, got, img.config.Digest)
 	}
 	img.rawConfig = buf
+	if store != nil {
+		store.Put(digest.Digest(img.config.Digest), buf)
+	}
 	return nil
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	digest "github.com/opencontainers/go-digest"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,4 +267,82 @@ func TestPlainHTTP(t *testing.T) {
 			t.Errorf("parseReference(%q, %v): scheme %v, %v; want %s", tt.ref, tt.insecure, r, err, tt.scheme)
 		}
 	}
+}
+
+// mapStore is a Store in memory that, like the real one, keeps only bytes
+// matching their digest.
+type mapStore struct {
+	mu sync.Mutex
+	m  map[digest.Digest][]byte
+}
+
+func (s *mapStore) Get(d digest.Digest) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.m[d]
+	return b, ok
+}
+
+func (s *mapStore) Put(d digest.Digest, data []byte) {
+	if d.Algorithm().FromBytes(data) != d {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[d] = data
+}
+
+// countRequests counts every request the registry receives.
+type countRequests struct {
+	n    atomic.Int64
+	next http.Handler
+}
+
+func (c *countRequests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.n.Add(1)
+	c.next.ServeHTTP(w, r)
+}
+
+// TestResolveFromStore: with a store, an image named by digest (here an
+// index's digest) resolves a second time with no request at all, and its
+// blobs still read (authenticating on the first read); a tag still asks
+// the registry.
+func TestResolveFromStore(t *testing.T) {
+	counter := &countRequests{}
+	host := newRegistry(t, func(next http.Handler) http.Handler { counter.next = next; return counter })
+	ref := host + "/test/multi:latest"
+	hostImg, _ := pushIndex(t, ref)
+	store := &mapStore{m: map[digest.Digest][]byte{}}
+	first := resolve(t, ref, WithStore(store))
+	byDigest := host + "/test/multi@" + mustIndexDigest(t, ref)
+	resolve(t, byDigest, WithStore(store))
+	before := counter.n.Load()
+	again := resolve(t, byDigest, WithStore(store))
+	if n := counter.n.Load() - before; n != 0 || again.Digest() != first.Digest() {
+		t.Fatalf("second resolve by digest: %d requests, image %s; want 0, %s", n, again.Digest(), first.Digest())
+	}
+	if string(again.RawConfig()) != string(first.RawConfig()) {
+		t.Error("config from the store differs")
+	}
+	want := layerBytes(t, hostImg)
+	b := firstLayer(t, again)
+	checkBlob(t, b, want[b.Digest()], 1024)
+	before = counter.n.Load()
+	resolve(t, ref, WithStore(store))
+	if counter.n.Load() == before {
+		t.Error("a tag resolved with no request: it may have moved")
+	}
+}
+
+func mustIndexDigest(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := ggcr.Head(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }
