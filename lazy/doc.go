@@ -57,7 +57,17 @@
 // ".no.prefetch.landmark" in the root) belong to the format, not the image,
 // and are hidden as stargz-snapshotter hides them. A "hardlink" entry shares
 // its target's ID, data and attributes; Nlink counts a file's visible names,
-// and Links lists them.
+// and Links lists them. A hard link to a path the layer does not hold names
+// a file of a layer below: it is listed as layer.TypeLowerLink, for the
+// union to resolve. Directories implied by deeper names are marked
+// Implied, so that the union gives them the attributes of the same
+// directory below.
+//
+// The TOC, once verified, is kept in the ChunkStore under the digest that
+// verified it (the TOC JSON for eStargz, the compressed TOC for
+// zstd:chunked): a later Open of the same layer, in any process sharing
+// the on-disk cache, reads nothing from the blob. The footer is not kept,
+// so such a layer fetches its last chunk with the TOC behind it.
 //
 // # Reading
 //
@@ -94,6 +104,34 @@
 // read tries again), so a sequential reader keeps about two windows ahead of
 // itself and the store is never flooded.
 //
+// # Prefetch
+//
+// Layer.Prefetch fetches chunks before they are read, in the background, in
+// windows of 8 MiB, two in flight per layer: PrefetchLandmark the files an
+// eStargz layer puts before its .prefetch.landmark; PrefetchAll the whole
+// layer; PrefetchAuto the landmark's files, then the whole layer once
+// readers have fetched a quarter of it (a build or a scan reads most of an
+// image; a container start reads a few percent). Landmark and All
+// prefetches yield to reads: no window starts while a reader of any layer
+// of the image waits for a fetch, nor until reads have been quiet for
+// 150 ms. Auto's whole-layer prefetch does not wait: its readers asked
+// for it.
+//
+// # Whole files
+//
+// With WithFileStore, a file of at least WholeFileMin bytes whose chunks
+// are all stored when a Content of it is closed is assembled, in the
+// background, into a whole-file entry keyed by the file's digest from the
+// TOC; the store checks the bytes against that digest, so a TOC whose file
+// digest disagrees with its chunks never gets one. Open then returns that
+// file itself, an *os.File, which package unionfs passes through to the
+// kernel: warm reads of a cached file never reach strata.
+//
+// Content-addressed sharing has a price: a layer whose TOC names a digest
+// the cache holds is served those bytes. A TOC is verified against its
+// manifest, so an image can only name content by its digest; digests of
+// private content must be treated as secrets on a node shared by tenants.
+//
 // # Concurrency
 //
 // A Layer's tree is immutable once opened; it and its Contents are safe for
@@ -110,9 +148,10 @@
 //
 // # Lifecycle
 //
-// Open starts nothing. Reads start background goroutines (read-ahead, and
-// the verification of the rest of a window), all owned by the layer: they
-// end by themselves, and Close cancels them and waits for them. A closed
+// Open starts nothing. Reads and Prefetch start background goroutines
+// (read-ahead, prefetch, whole-file assembly, and the verification of the
+// rest of a window), all owned by the layer: they end by themselves, and
+// Close cancels them and waits for them. A closed
 // layer still reads, without read-ahead. Close it when its mount ends.
 //
 // # Stats
@@ -121,5 +160,6 @@
 // already under way (ChunkWaits), chunks fetched and verified (ChunkFetches,
 // window and read-ahead chunks included), the blob reads made for them
 // (RangeRequests, one Range request each through lazy/remote), read-aheads
-// started, and failed fetches (a cancelled one is not a failure).
+// and prefetch windows started, opens served by a whole file and files
+// assembled, and failed fetches (a cancelled one is not a failure).
 package lazy

@@ -17,7 +17,12 @@
 //	                                 lower place, down to the first whiteout,
 //	                                 non-directory or opaque directory
 //
-// An opaque directory shows only its own children. The rules for reading
+// An opaque directory shows only its own children. A directory a layer only
+// implies (layer.Entry.Implied: deeper names, no entry of its own) takes
+// the attributes of the same directory in the layers below, as extracting
+// the layers in order would leave it. A hard link to a file of a layer
+// below (layer.TypeLowerLink) shows that file, as the layers below it show
+// it, under the link's name, as a file of its own. The rules for reading
 // whiteouts and opacity out of a layer live in package layer (Classify); the
 // merging of lower layers lives in merge.go; the upper directory is read by
 // upper.go, in overlayfs form only: whiteout = character device 0/0, opaque
@@ -72,6 +77,18 @@
 // never reach the lower file's backing, and no open fails. A read-only
 // descriptor opened before a copy-up keeps reading the lower bytes, as with
 // kernel overlayfs before Linux 4.19.
+//
+// A lower file of a lazy layer is served through strata until its bytes are
+// all local; then its layer opens it as a local file (package lazy keeps
+// such files whole) and strata passes it through. Each node counts its
+// open handles of either kind, so a passthrough open is only handed out
+// while no handle served through strata is open, and the other way round:
+// a new open shares the backing of the passthrough handles already open.
+//
+// The mount's read-ahead is raised to 1 MiB (the bdi's read_ahead_kb),
+// which is also the size of one READ the kernel sends: a sequential reader
+// of a file served through strata costs one round trip per MiB, not per
+// 128 KiB.
 //
 // # Interrupts
 //

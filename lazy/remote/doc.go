@@ -19,10 +19,16 @@
 // body then tells an index (it has "manifests") from an image (it has
 // "config"). The resulting [Image] is pinned to the manifest's digest.
 //
+// With [WithStore], manifests and configs are kept by digest, and a
+// reference by digest (an index's included) resolves from the store with
+// no request; a tag always asks the registry, since it may have moved.
+//
 // Credentials come from the keychain (the docker config and its credential
 // helpers by default), and go-containerregistry's transport does the token
-// exchange, once per Image, for pull access to the repository; a token the
-// registry later rejects is refreshed by that transport. Plain HTTP is used
+// exchange, once per Image, for pull access to the repository, on the
+// first blob read rather than in Resolve (an image resolved from the store
+// makes no request until it needs bytes); a token the registry later
+// rejects is refreshed by that transport. Plain HTTP is used
 // for loopback registries (localhost, 127.0.0.1, [::1]) and, with
 // [WithInsecure], for any registry, which also skips TLS verification.
 //
