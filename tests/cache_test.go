@@ -17,11 +17,7 @@ import (
 // anything from the registry again: from the chunks, or from the whole file
 // assembled from them.
 func TestChunkCacheAcrossMounts(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir()) // inherited by the strata processes
-	fx := registryFixture(t)
-	f := lazyFormats[len(lazyFormats)-1]
-	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
-	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	fx, ref := servedFixture(t, lazyFormats[len(lazyFormats)-1])
 	cacheDir := t.TempDir()
 	big := fx.baseFile("usr/lib/big")
 	var last status.Mount
@@ -84,11 +80,7 @@ func layerSum(st status.Mount, f func(status.Layer) int64) int64 { return sum(st
 // kernel refuses to mix the two on one inode): every open succeeds and
 // reads the right bytes, whatever is open at the time.
 func TestWholeFilePassthrough(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
-	fx := registryFixture(t)
-	f := lazyFormats[0]
-	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
-	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	fx, ref := servedFixture(t, lazyFormats[0])
 	big := fx.baseFile("usr/lib/big")
 	m := mountRegistry(t, ref, "", "--cache", t.TempDir())
 	p := filepath.Join(m.Dir, "usr/lib/big")

@@ -98,6 +98,18 @@ func TestSharedBaseLayer(t *testing.T) {
 	}
 }
 
+// servedFixture pushes the registry fixture in format f to a registry of
+// its own, and keeps the mounts' status files in the test's own runtime
+// directory (the variable is inherited by the strata processes).
+func servedFixture(t *testing.T, f lazyFormat) (*regFixture, string) {
+	t.Helper()
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	fx := registryFixture(t)
+	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
+	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	return fx, ref
+}
+
 // statusSettle is how long a mount takes to rewrite its status file.
 const statusSettle = 1200 * time.Millisecond
 
@@ -105,11 +117,7 @@ const statusSettle = 1200 * time.Millisecond
 // the same empty cache at once and read every file concurrently: every
 // read is right, and the cache holds no damaged entry afterwards.
 func TestTwoMountsFillOneCache(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
-	fx := registryFixture(t)
-	f := lazyFormats[0]
-	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
-	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	fx, ref := servedFixture(t, lazyFormats[0])
 	cacheDir := t.TempDir()
 	files := baseFiles(fx)
 	mounts := []*strataMount{mountRegistry(t, ref, "", "--cache", cacheDir), mountRegistry(t, ref, "", "--cache", cacheDir)}
@@ -136,11 +144,7 @@ func TestTwoMountsFillOneCache(t *testing.T) {
 // while a mount reads it again and again; every read is right, and the
 // cache ends under its cap.
 func TestEvictionWhileReading(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
-	fx := registryFixture(t)
-	f := lazyFormats[1]
-	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
-	pushImage(t, ref, lazyImage(t, fx.blobs[f]))
+	fx, ref := servedFixture(t, lazyFormats[1])
 	const capBytes = 512 << 10
 	m := mountRegistry(t, ref, "", "--cache", t.TempDir(), "--cache-size", "512K")
 	files := baseFiles(fx)
