@@ -215,3 +215,53 @@ func TestRestartFromCache(t *testing.T) {
 		})
 	}
 }
+
+// TestCorruptCacheRefetched: every entry of the cache damaged on disk (a
+// flipped byte in each chunk and whole file, one file cut short): a new
+// mount serves every file right, fetching again what it finds damaged.
+func TestCorruptCacheRefetched(t *testing.T) {
+	fx, ref := servedFixture(t, lazyFormats[1])
+	cacheDir := t.TempDir()
+	files := baseFiles(fx)
+	first := mountRegistry(t, ref, "", "--cache", cacheDir)
+	readFiles(t, first.Dir, files, "first mount")
+	waitStat(t, first.Dir, "the big file stored whole", func(st status.Mount) bool {
+		return layerSum(st, func(l status.Layer) int64 { return l.WholePuts }) >= 1
+	})
+	first.unmount(t)
+	damaged := 0
+	for _, kind := range []string{"chunks", "files"} {
+		filepath.WalkDir(filepath.Join(cacheDir, kind), func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil || len(data) == 0 {
+				return err
+			}
+			data[len(data)/2] ^= 0x40
+			if damaged == 0 {
+				data = data[:len(data)/2] // and one cut short
+			}
+			damaged++
+			return os.WriteFile(p, data, 0o644)
+		})
+	}
+	if damaged < 2 {
+		t.Fatalf("damaged %d cache entries: nothing to test", damaged)
+	}
+	again := mountRegistry(t, ref, "", "--cache", cacheDir)
+	readFiles(t, again.Dir, files, "over a damaged cache")
+	var total int64
+	for _, data := range files {
+		total += int64(len(data))
+	}
+	st := waitStat(t, again.Dir, "the reads, and damaged entries found", func(st status.Mount) bool {
+		return st.Cache != nil && st.Cache.Corrupt > 0 &&
+			layerSum(st, func(l status.Layer) int64 { return l.BytesServed }) >= total
+	})
+	if layerSum(st, func(l status.Layer) int64 { return l.ChunkFetches }) == 0 {
+		t.Error("nothing fetched again over a damaged cache")
+	}
+	t.Logf("%d entries damaged; the mount found %d corrupt", damaged, st.Cache.Corrupt)
+}
