@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -1100,4 +1101,36 @@ func sharesIno(t *testing.T, a, b string) bool {
 		}
 	}
 	return false
+}
+
+// TestPosixACL: POSIX ACLs of lower files are enforced, and ACLs set
+// through the mount are kept (in the upper), enforced and removable, as on
+// overlayfs (strata lets the kernel handle them: it caches and checks them).
+func TestPosixACL(t *testing.T) {
+	setfacl := func(t *testing.T, args ...string) {
+		t.Helper()
+		if out, err := exec.Command("setfacl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("setfacl %q: %v: %s", args, err, out)
+		}
+	}
+	c := posixCase{layers: []layerSpec{{"granted": "g", "plain": "p"}},
+		prepare: func(t *testing.T, layers []string, _ string) {
+			for _, name := range []string{"granted", "plain"} {
+				must(t, os.Chmod(filepath.Join(layers[0], name), 0o600))
+			}
+			setfacl(t, "-m", "u:1000:r", filepath.Join(layers[0], "granted"))
+		}}
+	c.run(t, func(t *testing.T, fs posixFS) {
+		openMountPath(t, fs)
+		if out, err := runAsUser(t, "cat", fs.p("granted")); err != nil || out != "g" {
+			t.Errorf("uid 1000 reading a lower file its ACL grants: %q, %v", out, err)
+		}
+		wantDenied(t, "Permission denied", "cat", fs.p("plain"))
+		setfacl(t, "-m", "u:1000:rw", fs.p("plain"))
+		if out, err := runAsUser(t, "sh", "-c", "echo w >> "+fs.p("plain")+" && cat "+fs.p("plain")); err != nil || out != "pw\n" {
+			t.Errorf("uid 1000 appending under an ACL set through the mount: %q, %v", out, err)
+		}
+		setfacl(t, "-b", fs.p("plain"))
+		wantDenied(t, "Permission denied", "cat", fs.p("plain"))
+	})
 }

@@ -156,6 +156,10 @@ func (u *union) fuseOptions() *fs.Options {
 		Options:              []string{"default_permissions"},
 		MaxWrite:             1 << 20,
 		EnableSymlinkCaching: true,
+		// The kernel then answers POSIX ACL xattrs (system.posix_acl_*)
+		// from its own cache, enforces them, and asks strata once per
+		// inode: `ls -l` checks them on every entry.
+		EnableAcl: true,
 		Debug:                u.opts.debug,
 		Logger:               u.opts.logger,
 	}
