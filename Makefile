@@ -11,7 +11,7 @@ endif
 BIN := bin/strata
 BENCH_ARGS ?=
 
-.PHONY: all build deps test demo bench-union clean
+.PHONY: all build deps test demo bench bench-quick bench-union clean
 
 all: build
 
@@ -40,6 +40,16 @@ test: deps
 
 demo: deps build
 	scripts/demo.sh
+
+# The benchmark suite: every scenario against its peers, over loopback and
+# shaped links (bench/suite's doc); an hour or more, images built once
+# (~10 min) in /var/cache/strata-bench. bench-quick is its few-minute form,
+# which make test also runs once as a smoke test (tests/bench_smoke_test.go).
+bench: deps
+	go run ./bench/cmd/suite $(BENCH_ARGS)
+
+bench-quick: deps
+	go run ./bench/cmd/suite -quick -out bench/results/quick $(BENCH_ARGS)
 
 bench-union: deps build
 	go run ./bench/cmd/unionbench $(BENCH_ARGS)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stratafs/strata/bench"
+	"github.com/stratafs/strata/bench/peers"
 )
 
 // systems in report order; each names the image tag it starts from.
@@ -167,7 +168,7 @@ func (b *benchmark) runOne(ctx context.Context, sys string, i int) *sysRun {
 			s.err = errors.Join(s.err, fmt.Errorf("teardown: %w", err))
 		}
 	}
-	if fsType(s.mnt) == "" && !b.opts.keep {
+	if peers.FsType(s.mnt) == "" && !b.opts.keep {
 		os.RemoveAll(s.dir)
 	}
 	return s
@@ -178,7 +179,7 @@ func (s *sysRun) measure(ctx context.Context) error {
 	if err := os.MkdirAll(s.mnt, 0o755); err != nil {
 		return err
 	}
-	if err := dropCaches(); err != nil {
+	if err := peers.DropCaches(); err != nil {
 		return err
 	}
 	s.load = loadAvg1()
@@ -193,7 +194,7 @@ func (s *sysRun) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.first, err = firstOutput(ctx, s.mnt, s.start); err != nil {
+	if s.first, err = peers.FirstOutput(ctx, s.mnt, s.start, "1\n", peers.PythonPrint...); err != nil {
 		return err
 	}
 	s.registry = s.b.reg.blobs.Load() - before
@@ -204,7 +205,7 @@ func (s *sysRun) measure(ctx context.Context) error {
 	if s.b.opts.fullRead {
 		// The same start, the same mount: what a build or a scan of the
 		// image would wait for.
-		if s.readBytes, err = readEverything(ctx, s.mnt); err != nil {
+		if s.readBytes, err = peers.ReadEverything(ctx, s.mnt); err != nil {
 			return fmt.Errorf("full read: %w", err)
 		}
 		s.full = time.Since(s.start)

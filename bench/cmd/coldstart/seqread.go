@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+	"github.com/stratafs/strata/bench/peers"
 )
 
 // The sequential-read scenario: one file of seqSize bytes, about 2:1
@@ -177,7 +178,7 @@ func (b *benchmark) measureSeq(ctx context.Context) {
 // curlBlob fetches url to /dev/null with one GET and returns curl's own
 // total time and bytes.
 func curlBlob(ctx context.Context, url string) (float64, int64, error) {
-	if err := dropCaches(); err != nil {
+	if err := peers.DropCaches(); err != nil {
 		return 0, 0, err
 	}
 	out, err := exec.CommandContext(ctx, "curl", "-sf", "-o", "/dev/null", "-w", "%{time_total} %{size_download}", url).Output()
@@ -208,7 +209,7 @@ func (b *benchmark) strataSeq(ctx context.Context, format string, i int) (float6
 	if err := os.MkdirAll(s.mnt, 0o755); err != nil {
 		return 0, 0, err
 	}
-	if err := dropCaches(); err != nil {
+	if err := peers.DropCaches(); err != nil {
 		return 0, 0, err
 	}
 	saved := b.opts

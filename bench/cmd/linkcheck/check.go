@@ -14,12 +14,12 @@ import (
 
 // run measures every link in turn and prints the report.
 func run(ctx context.Context, o options) error {
-	curl, err := ensureCurl(ctx)
+	curl, err := netshape.EnsureCurl(ctx)
 	if err != nil {
 		return err
 	}
 	rep := &report{Machine: bench.ThisMachine(), Runs: o.runs}
-	rep.Machine.Tools["curl"] = curlVersion(ctx, curl)
+	rep.Machine.Tools["curl"] = netshape.CurlVersion(ctx, curl)
 	blobURL, size := o.target, o.size
 	if blobURL == "" {
 		srv, err := startBlobServer(o.size)
@@ -76,8 +76,8 @@ type path struct {
 	link   netshape.Link
 	relay  *netshape.Relay
 	size   int64
-	full   fetch
-	ranges []fetch
+	full   netshape.Fetch
+	ranges []netshape.Fetch
 	rows   []row // rows[0] the full GET, then one per range
 }
 
@@ -91,13 +91,13 @@ func newPath(ctx context.Context, u *url.URL, size int64, l netshape.Link, range
 		}
 		p.relay, via = r, r.Addr()
 	}
-	base := fetch{url: u.String(), origin: hostPort(u), via: via}
+	base := netshape.Fetch{URL: u.String(), Origin: hostPort(u), Via: via}
 	p.full = base
-	p.full.full, p.full.n, p.full.wantCode = true, size, 200
+	p.full.Full, p.full.N, p.full.WantCode = true, size, 200
 	p.rows = []row{newRow(l, fmt.Sprintf("GET %s", sizeName(size)), size)}
 	for _, n := range ranges {
 		f := base
-		f.n, f.wantCode = n, 206
+		f.N, f.WantCode = n, 206
 		p.ranges = append(p.ranges, f)
 		p.rows = append(p.rows, newRow(l, fmt.Sprintf("Range %s", sizeName(n)), n))
 	}
@@ -107,13 +107,13 @@ func newPath(ctx context.Context, u *url.URL, size int64, l netshape.Link, range
 // measure times each request once; run picks the ranges' offsets, the
 // same on every link.
 func (p *path) measure(ctx context.Context, curl string, run int) {
-	p.rows[0].add(p.full.run(ctx, curl))
+	p.rows[0].add(p.full.Run(ctx, curl))
 	rng := rand.New(rand.NewPCG(uint64(run), 1))
 	for i, f := range p.ranges {
-		if f.n <= p.size {
-			f.off = rng.Int64N((p.size-f.n)/4096+1) * 4096
+		if f.N <= p.size {
+			f.Off = rng.Int64N((p.size-f.N)/4096+1) * 4096
 		}
-		p.rows[i+1].add(f.run(ctx, curl))
+		p.rows[i+1].add(f.Run(ctx, curl))
 	}
 }
 

@@ -43,13 +43,13 @@ func newRow(l netshape.Link, request string, n int64) row {
 }
 
 // add records one run: its timing, or the error in its place.
-func (r *row) add(t timing, err error) {
+func (r *row) add(t netshape.Timing, err error) {
 	if err != nil {
 		r.Errors = append(r.Errors, err.Error())
 		return
 	}
-	r.ttfbs = append(r.ttfbs, t.ttfb)
-	r.totals = append(r.totals, t.total)
+	r.ttfbs = append(r.ttfbs, t.TTFB)
+	r.totals = append(r.totals, t.Total)
 }
 
 func (r *row) summarize() {

@@ -14,7 +14,7 @@ import (
 
 const subject = "strata"
 
-var peers = []string{"overlayfs", "fuse-overlayfs"}
+var peerNames = []string{"overlayfs", "fuse-overlayfs"}
 
 // benchmark is one invocation: the systems, the tree and the report.
 type benchmark struct {
@@ -30,7 +30,7 @@ type benchmark struct {
 
 func (b *benchmark) setup(ctx context.Context, names []string) error {
 	b.rep = &bench.Report{Title: "strata union benchmark", Machine: bench.ThisMachine(),
-		Systems: names, Subject: subject, Peers: peers}
+		Systems: names, Subject: subject, Peers: peerNames}
 	for _, n := range names {
 		sys, err := b.newSystem(ctx, n)
 		if err != nil {

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/stratafs/strata/bench"
+	"github.com/stratafs/strata/bench/peers"
 )
 
 // scenario is one timed operation. The scenarios of a run execute in list
@@ -89,7 +89,4 @@ func untar(tarball string) func(context.Context, *mounted) (time.Duration, error
 
 // dropCaches empties the page, dentry and inode caches of every file
 // system, the FUSE mount's and the layers' alike.
-func dropCaches(context.Context, *mounted) error {
-	syscall.Sync()
-	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
-}
+func dropCaches(context.Context, *mounted) error { return peers.DropCaches() }

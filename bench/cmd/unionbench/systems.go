@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"github.com/stratafs/strata/bench"
+	"github.com/stratafs/strata/bench/peers"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // runDirs are one system's fresh directories for one run.
@@ -24,7 +24,7 @@ func newRunDirs(base string) (runDirs, error) {
 		mnt:     filepath.Join(base, "mnt"),
 		scratch: filepath.Join(base, "scratch"),
 	}
-	if _, ok := findMount(d.mnt); ok {
+	if peers.FsType(d.mnt) != "" {
 		return d, fmt.Errorf("%s is still mounted from an earlier run", d.mnt)
 	}
 	if err := os.RemoveAll(base); err != nil {
@@ -67,24 +67,18 @@ func (native) mount(_ context.Context, t *tree, d runDirs, _ *bench.Cleanups) (*
 	}, nil
 }
 
-// overlayOptions are the kernel's defaults on purpose: the peer is
-// overlayfs as a container runtime mounts it, not tuned for the test.
-func overlayOptions(t *tree, d runDirs) string {
-	return fmt.Sprintf("lowerdir=%s:%s,upperdir=%s,workdir=%s", t.layer1(), t.layer0(), d.upper, d.work)
-}
-
 type overlay struct{}
 
 func (overlay) name() string { return "overlayfs" }
 
 func (overlay) mount(_ context.Context, t *tree, d runDirs, j *bench.Cleanups) (*mounted, error) {
-	if err := syscall.Mount("overlay", d.mnt, "overlay", 0, overlayOptions(t, d)); err != nil {
-		return nil, fmt.Errorf("mount -t overlay %s: %w", d.mnt, err)
+	if err := peers.MountOverlay(d.mnt, d.upper, d.work, []string{t.layer0(), t.layer1()}); err != nil {
+		return nil, err
 	}
 	return &mounted{
 		root: d.mnt, writeRoot: d.mnt,
-		check: func() error { return checkMounted(d.mnt, "overlay") },
-		stop:  j.Add(func() error { return unmount(d.mnt) }),
-		abort: func() { forceUnmount(d.mnt) },
+		check: func() error { return peers.CheckMounted(d.mnt, "overlay") },
+		stop:  j.Add(func() error { return peers.Unmount(d.mnt) }),
+		abort: func() { peers.ForceUnmount(d.mnt) },
 	}, nil
 }

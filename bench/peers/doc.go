@@ -1,0 +1,36 @@
+// Package peers holds what strata's benchmarks do to the systems they
+// compare, written once: the classic full pull (every layer blob fetched,
+// extracted in overlayfs form, mounted with kernel overlayfs), a FUSE
+// daemon run as a child (strata, fuse-overlayfs) with its mount awaited
+// and torn down by escalation, strata's own account of a mount
+// (`strata stat --json`), and the measuring acts every benchmark shares:
+// drop_caches, time to a command's first line of output in a chroot of a
+// mount, reading every file of a tree, a process's peak RSS.
+//
+// # Mounts are found in mountinfo
+//
+// Whether a directory carries a mount, and of which type, is read from
+// /proc/self/mountinfo ([FsType]), never by a stat of the directory: a
+// stat blocks forever on a FUSE server that stopped answering, mountinfo
+// does not. [Unmount] retries a clean umount(2) (EBUSY lingers just after
+// the last reader exits), then [ForceUnmount]s: MNT_FORCE on a FUSE mount
+// aborts its connection, failing the pending requests so stuck clients
+// can exit, and MNT_DETACH removes the mount even if the server still
+// holds /dev/fuse.
+//
+// # Daemons
+//
+// A [Daemon] is a FUSE server run in the foreground as this process's
+// child, in its own process group (a Ctrl-C on the terminal reaches only
+// the benchmark, which then unmounts in order), with its output in a log
+// file quoted in errors. Start returns once mountinfo shows the mount with
+// the daemon's file system type. Stop asks the daemon to go the way it
+// documents (a command such as `strata umount`, SIGTERM, or umount(2)),
+// waits for it to exit, then escalates: force unmount, SIGKILL to the
+// process group. Each step that was needed is reported as an error, so a
+// benchmark never quietly measures a daemon that does not shut down.
+//
+// The caller registers Stop with a bench.Cleanups as soon as Start
+// returns (or fails: Stop is safe on a daemon that never mounted), so a
+// signal or a panic still unmounts everything.
+package peers

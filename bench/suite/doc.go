@@ -1,0 +1,60 @@
+// Package suite is strata's benchmark suite: every scenario of issue 5,
+// every system that applies, in one run, written as one report
+// (suite.json, suite.md, PNG plots). Command bench/cmd/suite runs it
+// (`make bench`, `make bench-quick`); tests/bench_smoke_test.go runs the
+// quick version once as a smoke test.
+//
+// # What runs where
+//
+//	setup     strata built from ./cmd/strata; images from bench/images (quick: the
+//	          small image; full: debian-python for the cold sections, debian-large
+//	          for the local one), every format pushed once to Debian's
+//	          docker-registry on 127.0.0.1 (bench/registry); one bench/netshape
+//	          relay per link in front of it; curl through each relay (the link
+//	          check printed in the report)
+//	cold      one section per link, image pulled or mounted through the link's relay:
+//	  cold python3 print(1), cold /app/main.py   time from nothing local to the first
+//	                                               line of output (chroot MNT ...)
+//	  full read                                  time until every file has been read
+//	  scale: N containers                        N = 1, 4, 16 at once, until all printed
+//	  systems: full-pull (every gzip layer fetched + extracted, overlayfs),
+//	           strata zstd:chunked, strata estargz; stargz-snapshotter is named
+//	           in NotRun (the suite does not drive it)
+//	local     one section, registry on loopback, the local image:
+//	  find -ls, ls -lR cold and warm; read every file (first, warm); fio 1 MiB
+//	  sequential and 4 KiB random, warm; untar, copy-up, small creates
+//	  systems: strata, overlayfs, fuse-overlayfs (over the gzip layers extracted
+//	           once), native (the merged tree copied into a plain directory)
+//	counts    bytes: the registry's count (the relay's bytes downstream), strata's
+//	          own (`strata stat --json`: fetched, served) and the bytes a full read
+//	          read; memory: the strata process's VmHWM after each cold run and after
+//	          the local steps (fuse-overlayfs's too)
+//
+// # Method
+//
+// Each measurement starts from fresh directories: a new upper, a new
+// --cache for strata (so a default shared cache never makes a run warm),
+// and, for the cold section and the "cold" local steps, after sync and
+// drop_caches. Systems are interleaved: run i measures each system in
+// turn, the first one rotating with i, so drift on the machine lands on
+// all of them. Times are medians of Options.Runs (5 by default, 1 with
+// Quick) with min and max; a failed run adds an error, not a sample.
+// Ratios are the section's subject (strata; strata zstd:chunked in the
+// cold sections) over each peer: below 1, strata is faster. Every timed
+// file operation is an external process, never the suite's own syscalls.
+//
+// # Cleaning up
+//
+// Every mount, FUSE daemon, relay and the registry is registered with a
+// bench.Cleanups the moment it exists and torn down when its run is done,
+// or by Run's deferred RunAll on an error, a cancelled ctx (the command
+// cancels it on SIGINT and SIGTERM) or a panic; daemons are stopped by
+// PID with escalation (bench/peers). Run empties Options.Work first,
+// detaching anything a killed earlier run left mounted there.
+//
+// # Reading the result
+//
+// Result.Missing lists every measurement that applies and has no clean
+// result; the command exits 1 when it is not empty, and the smoke test
+// requires it empty. It asserts no speed: speed is what the report is for.
+package suite

@@ -1,0 +1,251 @@
+package suite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stratafs/strata/bench"
+	"github.com/stratafs/strata/bench/images"
+	"github.com/stratafs/strata/bench/netshape"
+	"github.com/stratafs/strata/bench/peers"
+	"github.com/stratafs/strata/bench/registry"
+)
+
+// runner is one Run: options, what setup made, and the result.
+type runner struct {
+	o     Options
+	clean *bench.Cleanups
+	res   *Result
+	reg   *registry.Registry
+	links []*linkEnv
+	// cold is the image of the cold-start scenarios, local the image of
+	// the local ones (the same with Quick).
+	cold, local *images.Image
+}
+
+// linkEnv is one link: its relay in front of the registry.
+type linkEnv struct {
+	link  netshape.Link
+	relay *netshape.Relay
+}
+
+// ref is repoTag reached through the link's relay.
+func (l *linkEnv) ref(repoTag string) string { return l.relay.Addr() + "/" + repoTag }
+
+// Run builds or finds the images, starts the registry and a relay per
+// link, measures every selected scenario on every system, interleaved,
+// and writes suite.json, suite.md and the plots to o.Out. Everything it
+// mounts or starts is torn down before it returns, on error and when ctx
+// is cancelled too. An error means no report; failures of single
+// measurements are in the report instead.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("suite: needs root (mounts, chroot, drop_caches)")
+	}
+	// Extracted files must get the modes in the tar, not mode &^ umask.
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	r := &runner{o: o, clean: &bench.Cleanups{}, res: &Result{Machine: bench.ThisMachine(), Quick: o.Quick, Runs: o.Runs}}
+	defer r.clean.RunAll(r.logf)
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	r.measure(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("interrupted: %w", err)
+	}
+	r.res.Machine.LoadEnd = bench.LoadAvg()
+	return r.res, r.write()
+}
+
+func (r *runner) logf(format string, args ...any) {
+	if r.o.Progress != nil {
+		fmt.Fprintf(r.o.Progress, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *runner) setup(ctx context.Context) error {
+	if err := r.freshWork(); err != nil {
+		return err
+	}
+	if err := r.strataBinary(ctx); err != nil {
+		return err
+	}
+	if err := r.images(ctx); err != nil {
+		return err
+	}
+	if err := r.startRegistry(ctx); err != nil {
+		return err
+	}
+	for _, l := range r.o.Links {
+		rl, err := netshape.Start(ctx, r.reg.Host, l)
+		if err != nil {
+			return fmt.Errorf("relay for %s: %w", l, err)
+		}
+		r.clean.Add(rl.Close)
+		r.links = append(r.links, &linkEnv{link: l, relay: rl})
+		r.res.Links = append(r.res.Links, l.String())
+	}
+	if os.Getenv("STARGZ_BIN") == "" {
+		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN unset")
+	} else {
+		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN is set, but driving it (containerd + its snapshotter) is not implemented in the suite yet")
+	}
+	return r.checkLinks(ctx)
+}
+
+// freshWork empties the scratch directory, first detaching anything a
+// killed earlier run left mounted below it (RemoveAll would descend
+// into a mount).
+func (r *runner) freshWork() error {
+	var err error
+	if r.o.Work, err = filepath.Abs(r.o.Work); err != nil {
+		return err
+	}
+	left := peers.MountsUnder(r.o.Work)
+	for i := len(left) - 1; i >= 0; i-- {
+		r.logf("detaching %s, left mounted by an earlier run", left[i])
+		peers.ForceUnmount(left[i])
+	}
+	if m := peers.MountsUnder(r.o.Work); len(m) > 0 {
+		return fmt.Errorf("suite: %v still mounted under %s", m, r.o.Work)
+	}
+	if err := os.RemoveAll(r.o.Work); err != nil {
+		return err
+	}
+	return os.MkdirAll(r.o.Work, 0o755)
+}
+
+func (r *runner) strataBinary(ctx context.Context) error {
+	if r.o.Strata == "" {
+		r.o.Strata = filepath.Join(r.o.Work, "strata")
+		r.logf("go build -o %s ./cmd/strata", r.o.Strata)
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", r.o.Strata, "./cmd/strata").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("suite: go build ./cmd/strata (run from the module root): %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	bin, err := filepath.Abs(r.o.Strata)
+	if err != nil {
+		return err
+	}
+	r.o.Strata = bin
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		rev := strings.TrimSpace(string(out))
+		if exec.Command("git", "diff", "--quiet", "HEAD").Run() != nil {
+			rev += " + uncommitted changes"
+		}
+		r.res.Machine.Tools["strata (git HEAD)"] = rev
+	}
+	for _, t := range [][]string{{"fio", "--version"}, {"fuse-overlayfs", "--version"}, {"/usr/bin/docker-registry", "--version"}} {
+		out, err := exec.Command(t[0], t[1:]...).Output()
+		if err != nil {
+			return fmt.Errorf("suite: %s is not usable (%v): run scripts/deps.sh", t[0], err)
+		}
+		first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		r.res.Machine.Tools[filepath.Base(t[0])] = first
+	}
+	return nil
+}
+
+// images builds or finds the images and records what they are.
+func (r *runner) images(ctx context.Context) error {
+	io := images.Options{CacheDir: r.o.ImageCache, Progress: r.o.Progress}
+	var set *images.Set
+	var err error
+	if r.o.Quick {
+		set, err = images.BuildQuick(ctx, io)
+	} else {
+		set, err = images.Build(ctx, io)
+	}
+	if err != nil {
+		return err
+	}
+	if r.o.Quick {
+		r.cold, r.local = set.Image("quick"), set.Image("quick")
+	} else {
+		r.cold, r.local = set.Image("debian-python"), set.Image("debian-large")
+	}
+	if r.cold == nil || r.local == nil {
+		return fmt.Errorf("suite: images missing from %s", set.CacheDir)
+	}
+	for _, im := range r.used() {
+		if len(r.res.Images) > 0 && r.res.Images[0].Name == im.Name {
+			r.res.Images[0].Used += "; warm reads, metadata, writes, memory"
+			continue
+		}
+		info := ImageInfo{Name: im.Name, Entries: im.Entries, Files: im.Files, UnpackedBytes: im.UnpackedBytes,
+			Compressed: map[string]int64{}, Used: "cold start, full read, bytes, scaling"}
+		if im == r.local && im != r.cold {
+			info.Used = "warm reads, metadata, writes, memory"
+		}
+		for _, v := range im.Variants {
+			info.Compressed[v.Tag] = v.CompressedBytes
+		}
+		r.res.Images = append(r.res.Images, info)
+	}
+	return nil
+}
+
+// startRegistry starts docker-registry and pushes every variant of the
+// images once, as NAME:TAG.
+func (r *runner) startRegistry(ctx context.Context) error {
+	reg, err := registry.Start(ctx, registry.Options{StorageDir: filepath.Join(r.o.Work, "registry"), RemoveStorage: true})
+	if err != nil {
+		return err
+	}
+	r.reg = reg
+	r.clean.Add(reg.Stop)
+	pushed := map[string]bool{}
+	for _, im := range r.used() {
+		for _, v := range im.Variants {
+			ref := im.Name + ":" + v.Tag
+			if pushed[ref] {
+				continue
+			}
+			r.logf("push %s to %s", v.Location, reg.Ref(ref))
+			if _, err := reg.Push(ctx, v.Location, ref); err != nil {
+				return err
+			}
+			pushed[ref] = true
+		}
+	}
+	return nil
+}
+
+// used lists the images the selected groups need: the local image only
+// when the local section runs.
+func (r *runner) used() []*images.Image {
+	if r.wantsLocal() {
+		return []*images.Image{r.cold, r.local}
+	}
+	return []*images.Image{r.cold}
+}
+
+func (r *runner) wantsLocal() bool {
+	return r.o.wants(ScenWarm) || r.o.wants(ScenMeta) || r.o.wants(ScenWrites)
+}
+
+// measure runs the selected groups: cold sections per link, then the
+// local section.
+func (r *runner) measure(ctx context.Context) {
+	for _, l := range r.links {
+		if r.o.wants(ScenCold) || r.o.wants(ScenFullRead) || r.o.wants(ScenBytes) || r.o.wants(ScenScaling) {
+			r.coldSection(ctx, l)
+		}
+	}
+	// Memory alone is measured in the cold sections; the local section
+	// adds its figure when it runs for its own scenarios.
+	if r.wantsLocal() && ctx.Err() == nil {
+		r.localSection(ctx)
+	}
+}
