@@ -216,3 +216,26 @@ func BenchmarkOpenFile(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGet measures the read of a chunk from the cache, the warm path
+// of a lazy read whose chunk is not in memory: open, read, verify.
+func BenchmarkGet(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{4 << 10, 1 << 20} {
+		data, _ := testFile(2, size)
+		d := digest.FromBytes(data)
+		s.Put(d, data)
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := s.Get(d); !ok {
+					b.Fatal("miss")
+				}
+			}
+		})
+	}
+}

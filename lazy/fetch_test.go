@@ -409,3 +409,21 @@ func compressible(r *rand.Rand, n int) []byte {
 	}
 	return buf.Bytes()[:n]
 }
+
+// BenchmarkChunkMapping measures finding the chunk that holds a file
+// offset, which every read does for each chunk it touches, in a file of
+// 4096 chunks.
+func BenchmarkChunkMapping(b *testing.B) {
+	f := &fileData{size: 4096 << 10}
+	for i := range 4096 {
+		f.chunks = append(f.chunks, chunk{off: int64(i) << 10, size: 1 << 10})
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		off := r.Int64N(f.size)
+		if c := f.find(off); off < c.off || off >= c.off+c.size {
+			b.Fatalf("offset %d mapped to chunk %d+%d", off, c.off, c.size)
+		}
+	}
+}

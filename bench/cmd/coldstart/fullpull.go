@@ -15,6 +15,7 @@ func (s *sysRun) fullPull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.lowers = dirs
 	if err := peers.MountOverlay(s.mnt, filepath.Join(s.dir, "upper"), filepath.Join(s.dir, "work"), dirs); err != nil {
 		return err
 	}

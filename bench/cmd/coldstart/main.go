@@ -36,6 +36,7 @@ type options struct {
 	runs                     int
 	build, rebuild, keep     bool
 	fullRead, cache, seq     bool
+	second                   bool
 	mountArgs                listFlag
 	timeout                  time.Duration
 }
@@ -52,6 +53,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.keep, "keep", false, "keep each run's directory (extracted layers, upper, strata.log) after unmounting it")
 	flag.Var(&o.mountArgs, "mount-arg", "extra `ARG` for strata mount (repeat), e.g. -mount-arg=--debug -mount-arg=--cpu-profile=F")
 	flag.BoolVar(&o.fullRead, "full-read", true, "after the first output, read every file of the image and time that too")
+	flag.BoolVar(&o.second, "second", true, "after the first output, time a second container's start on the same node (warm cache; extracted layers)")
 	flag.BoolVar(&o.seq, "seq", true, "also time a cold sequential read of a 256 MiB file against curl of its blob")
 	flag.BoolVar(&o.cache, "cache", true, "give each strata mount a fresh on-disk chunk cache (--cache RUN/cache), as a node would have")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "limit for one system's run")
