@@ -33,6 +33,7 @@ type conn struct {
 	pipes          [2]*pipe
 	done           chan struct{} // closed by abort
 	once           sync.Once
+	direct         bool // a link with no delay and no rate: copied as it comes
 }
 
 func newConn(r *Relay, client, server *net.TCPConn, accepted time.Time) (*conn, error) {
@@ -40,7 +41,7 @@ func newConn(r *Relay, client, server *net.TCPConn, accepted time.Time) (*conn, 
 	// timed; the delay is the relay's to add, not the kernel's.
 	client.SetNoDelay(true)
 	server.SetNoDelay(true)
-	c := &conn{client: client, server: server, done: make(chan struct{})}
+	c := &conn{client: client, server: server, done: make(chan struct{}), direct: r.link.RTT == 0 && r.link.Rate == 0}
 	upGate, downGate := accepted, accepted
 	if r.opts.handshake {
 		// On a real link connect() returns one RTT after it starts, and
@@ -63,6 +64,21 @@ func newConn(r *Relay, client, server *net.TCPConn, accepted time.Time) (*conn, 
 // run relays until both directions have ended, then closes both sockets.
 func (c *conn) run() {
 	var wg sync.WaitGroup
+	if c.direct {
+		for _, p := range c.pipes {
+			wg.Go(func() {
+				if err := p.copyDirect(); err != nil {
+					c.abort()
+				}
+			})
+		}
+		wg.Wait()
+		c.abort()
+		for _, p := range c.pipes {
+			p.clock.close()
+		}
+		return
+	}
 	for _, p := range c.pipes {
 		wg.Add(2)
 		go func() { defer wg.Done(); p.read(c.done) }()
@@ -222,6 +238,31 @@ func (p *pipe) releaseAt(at time.Time) time.Time {
 		at = p.gate
 	}
 	return at.Add(p.delay)
+}
+
+// copyDirect relays a direction of a link with no delay and no rate limit
+// (Loopback) in one goroutine, reading and writing in turn: the delay
+// line's hand-off between two goroutines would add scheduling latency to
+// every request on a busy machine, which no real loopback has.
+func (p *pipe) copyDirect() error {
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	for {
+		n, err := p.src.Read(*buf)
+		if n > 0 {
+			w, werr := p.dst.Write((*buf)[:n])
+			p.delivered.Add(int64(w))
+			if werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return p.dst.CloseWrite()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // drop discards what an aborted connection still had queued. Both the

@@ -29,7 +29,9 @@ type Link struct {
 }
 
 // The links the benchmarks compare. Loopback still goes through the relay,
-// so every system pays the relay's copying, and only RTT and rate differ.
+// which then copies each direction as it comes (no delay line), so that
+// every system pays the same small copying cost and the registry's byte
+// count is still the relay's.
 var (
 	Loopback     = Link{Name: "loopback"}
 	Link100M20ms = Link{Name: "100M20ms", RTT: 20 * time.Millisecond, Rate: 100_000_000}
