@@ -19,6 +19,8 @@ func (s *sysRun) strataMount(ctx context.Context) error {
 	args := []string{"--upper", upper}
 	if s.b.opts.cache {
 		args = append(args, "--cache", filepath.Join(s.dir, "cache"))
+	} else {
+		args = append(args, "--no-cache") // never the node's cache: every run starts cold
 	}
 	d := peers.Strata(s.b.opts.strata, append(args, s.b.opts.mountArgs...), s.ref, s.mnt, s.dir)
 	d.MountWait = s.b.opts.timeout
