@@ -160,8 +160,8 @@ func (u *union) fuseOptions() *fs.Options {
 		// from its own cache, enforces them, and asks strata once per
 		// inode: `ls -l` checks them on every entry.
 		EnableAcl: true,
-		Debug:                u.opts.debug,
-		Logger:               u.opts.logger,
+		Debug:     u.opts.debug,
+		Logger:    u.opts.logger,
 	}
 	if u.upper == nil {
 		mo.Options = append(mo.Options, "ro")
