@@ -61,6 +61,10 @@ type Layer struct {
 	demanded  atomic.Int64 // compressed bytes fetched for readers
 	autoOnce  sync.Once
 
+	recMu    sync.Mutex      // guards accessed and seen
+	accessed []string        // paths read, in the order of their first read
+	seen     map[string]bool // the paths in accessed
+
 	mu    sync.Mutex         // guards calls and bad
 	calls map[chunkKey]*call // chunks being fetched: one fetch per chunk at a time
 	bad   map[chunkKey]bool  // chunks whose bytes did not verify (until one does)
@@ -178,9 +182,32 @@ func (l *Layer) Open(ctx context.Context, p string) (layer.Content, error) {
 		return nil, fmt.Errorf("lazy %s: open %q: not a regular file", l.name, p)
 	}
 	if f, ok := l.openWhole(n.file); ok {
+		l.record(p)
 		return f, nil
 	}
 	return &Content{l: l, path: p, f: n.file}, nil
+}
+
+// record notes that the file at p was read.
+func (l *Layer) record(p string) {
+	l.recMu.Lock()
+	defer l.recMu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if !l.seen[p] {
+		l.seen[p] = true
+		l.accessed = append(l.accessed, p)
+	}
+}
+
+// Accessed returns the paths of the files read so far, in the order of
+// their first read: what a container start needed, for `strata convert
+// --prioritize` to put first.
+func (l *Layer) Accessed() []string {
+	l.recMu.Lock()
+	defer l.recMu.Unlock()
+	return slices.Clone(l.accessed)
 }
 
 // Links returns every path of the layer that names the hard-linked file with
@@ -191,12 +218,13 @@ func (l *Layer) Links(ctx context.Context, id uint64) ([]string, error) {
 
 // Content is an open regular file of a Layer.
 type Content struct {
-	l      *Layer
-	path   string
-	f      *fileData
-	closed atomic.Bool
-	last   atomic.Int64 // where the last read ended
-	ahead  atomic.Int64 // read-ahead found the chunks below this offset stored or under way
+	l        *Layer
+	path     string
+	f        *fileData
+	closed   atomic.Bool
+	last     atomic.Int64 // where the last read ended
+	recorded atomic.Bool  // the layer has this file among those read
+	ahead    atomic.Int64 // read-ahead found the chunks below this offset stored or under way
 }
 
 var _ layer.Content = (*Content)(nil)
@@ -217,6 +245,9 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("lazy %s: read %q at %d: negative offset", c.l.name, c.path, off)
+	}
+	if c.recorded.CompareAndSwap(false, true) {
+		c.l.record(c.path)
 	}
 	start, n := off, 0
 	for n < len(p) && off < c.f.size {

@@ -34,6 +34,7 @@ func convertCommand() *cli.Command {
 			&cli.IntFlag{Name: "chunk-size", Value: convert.DefaultChunkSize, Usage: "uncompressed `BYTES` per chunk: the unit a lazy mount fetches, decompresses and verifies"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registries over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
+			&cli.StringFlag{Name: "prioritize", Usage: "put the files listed in `FILE` (one path per line, as 'strata mount --record' writes them) first in their layers, before the eStargz prefetch landmark, so a lazy mount fetches them at once"},
 		},
 		Action: runConvert,
 	}
@@ -65,8 +66,16 @@ func runConvert(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := convert.Convert(ctx, img, convert.WithFormat(format), convert.WithChunkSize(c.Int("chunk-size")),
-		convert.WithProgress(newProgressPrinter()))
+	opts := []convert.Option{convert.WithFormat(format), convert.WithChunkSize(c.Int("chunk-size")),
+		convert.WithProgress(newProgressPrinter())}
+	if list := c.String("prioritize"); list != "" {
+		data, err := os.ReadFile(list)
+		if err != nil {
+			return fmt.Errorf("convert: --prioritize: %w", err)
+		}
+		opts = append(opts, convert.WithPrioritized(strings.Split(string(data), "\n")))
+	}
+	res, err := convert.Convert(ctx, img, opts...)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause), auto (landmark, then a whole layer once reads have fetched a quarter of it, as a build or a scan does), or none; all and auto need the on-disk cache, so --no-cache turns auto into landmark"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
+			&cli.StringFlag{Name: "record", Usage: "at unmount, write to `FILE` the files read from the image, in the order first read, for 'strata convert --prioritize'"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's life to `FILE` (for go tool pprof)"},
 		},
@@ -233,6 +235,11 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 		}
 	}
 	closeAll := func() {
+		if rec := c.String("record"); rec != "" {
+			if err := writeRecord(rec, opened); err != nil {
+				fmt.Fprintf(os.Stderr, "strata: mount: --record: %v\n", err)
+			}
+		}
 		for _, o := range opened {
 			if o.Stream != nil {
 				o.Stream.Close()
@@ -244,6 +251,26 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 		closeCache()
 	}
 	return layers, img.Name(), imageStatus(opened, blobs, disk, c.String("cache")), closeAll, nil
+}
+
+// writeRecord writes the files read from the image's lazy layers, each in
+// the order of its first read, one absolute path per line: the list
+// `strata convert --prioritize` takes.
+func writeRecord(path string, opened []lazy.Opened) error {
+	var sb strings.Builder
+	seen := map[string]bool{}
+	for _, o := range opened {
+		if o.Lazy == nil {
+			continue
+		}
+		for _, p := range o.Lazy.Accessed() {
+			if !seen[p] {
+				seen[p] = true
+				sb.WriteString("/" + p + "\n")
+			}
+		}
+	}
+	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
 
 // resolveImage resolves the reference, keeping manifests and configs in

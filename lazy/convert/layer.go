@@ -150,6 +150,11 @@ func buildOptions(ctx context.Context, o *options) ([]estargz.Option, map[string
 		// about 1.5x faster than the standard library's.
 		estargz.WithGzipHelperFunc(func(r io.Reader) (io.ReadCloser, error) { return kgzip.NewReader(r) }),
 	}
+	if len(o.prioritized) > 0 {
+		// A list covers the whole image: each layer holds only some of it.
+		var missing []string
+		bopts = append(bopts, estargz.WithPrioritizedFiles(o.prioritized), estargz.WithAllowPrioritizeNotFound(&missing))
+	}
 	if o.format == EStargz {
 		if o.level > 0 {
 			bopts = append(bopts, estargz.WithCompressionLevel(min(o.level, 9)))

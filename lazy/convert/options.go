@@ -3,6 +3,7 @@ package convert
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Format is a lazily loadable layer format.
@@ -56,6 +57,7 @@ type options struct {
 	parallelism int
 	tmpDir      string
 	progress    func(Progress)
+	prioritized []string
 }
 
 // Defaults. A fixed build parallelism keeps the output, and so its digest,
@@ -152,6 +154,25 @@ func WithTempDir(dir string) Option {
 func WithProgress(fn func(Progress)) Option {
 	return func(o *options) error {
 		o.progress = fn
+		return nil
+	}
+}
+
+// WithPrioritized puts the given files (paths in the image, as a mount
+// shows them) first in each layer that holds them, in that order, followed
+// by eStargz's .prefetch.landmark: a lazy mount fetches them at once, so a
+// container start that reads them waits for one large fetch instead of one
+// round trip per file. `strata mount --record` writes such a list.
+func WithPrioritized(paths []string) Option {
+	return func(o *options) error {
+		o.prioritized = nil
+		for _, p := range paths {
+			p = strings.Trim(strings.TrimSpace(p), "/")
+			if p == "" || strings.Contains("/"+p+"/", "/../") {
+				continue
+			}
+			o.prioritized = append(o.prioritized, p)
+		}
 		return nil
 	}
 }
