@@ -73,6 +73,11 @@ func (b *benchmark) setup(ctx context.Context) error {
 			return fmt.Errorf("strata convert --format %s: %v: %s", sys, err, out)
 		}
 	}
+	if b.opts.prioritize {
+		if err := b.prioritize(ctx); err != nil {
+			return err
+		}
+	}
 	if err := b.describe(ctx); err != nil {
 		return err
 	}

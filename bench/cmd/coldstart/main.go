@@ -36,7 +36,7 @@ type options struct {
 	runs                     int
 	build, rebuild, keep     bool
 	fullRead, cache, seq     bool
-	second                   bool
+	second, prioritize       bool
 	mountArgs                listFlag
 	timeout                  time.Duration
 }
@@ -54,6 +54,7 @@ func parseFlags() options {
 	flag.Var(&o.mountArgs, "mount-arg", "extra `ARG` for strata mount (repeat), e.g. -mount-arg=--debug -mount-arg=--cpu-profile=F")
 	flag.BoolVar(&o.fullRead, "full-read", true, "after the first output, read every file of the image and time that too")
 	flag.BoolVar(&o.second, "second", true, "after the first output, time a second container's start on the same node (warm cache; extracted layers)")
+	flag.BoolVar(&o.prioritize, "prioritize", false, "record one start and mount images converted with those files first (strata convert --prioritize)")
 	flag.BoolVar(&o.seq, "seq", true, "also time a cold sequential read of a 256 MiB file against curl of its blob")
 	flag.BoolVar(&o.cache, "cache", true, "give each strata mount a fresh on-disk cache (--cache RUN/cache), as a node would have; false: --no-cache (memory only)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "limit for one system's run")
