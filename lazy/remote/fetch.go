@@ -101,7 +101,14 @@ func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *b
 	req.Header.Set("Accept-Encoding", "identity")
 	hc, err := b.c.httpClient(ctx)
 	if err != nil {
-		return classify(ErrUnavailable, err)
+		// Refused credentials are final; a registry not answering may pass.
+		kind := ErrUnavailable
+		for _, k := range []error{ErrUnauthorized, ErrNotFound} {
+			if errors.Is(err, k) {
+				kind = k
+			}
+		}
+		return classify(kind, err)
 	}
 	b.stats.request()
 	resp, err := hc.Do(req)

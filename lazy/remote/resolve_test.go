@@ -346,3 +346,27 @@ func mustIndexDigest(t *testing.T, ref string) string {
 	}
 	return desc.Digest.String()
 }
+
+// TestStoredImageUnauthorized: an image resolved from the store on a
+// registry that refuses the credentials fails its first blob read with
+// ErrUnauthorized at once, not after the retry budget.
+func TestStoredImageUnauthorized(t *testing.T) {
+	host := newRegistry(t, basicAuth)
+	ref := host + "/test/private:v1"
+	img, _ := random.Image(2048, 1)
+	r, _ := name.ParseReference(ref)
+	good := staticKeychain{Username: "user", Password: "secret"}
+	if err := ggcr.Write(r, img, ggcr.WithContext(t.Context()), ggcr.WithAuth(&authn.Basic{Username: good.Username, Password: good.Password})); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	byDigest := host + "/test/private@" + d.String()
+	store := &mapStore{m: map[digest.Digest][]byte{}}
+	resolve(t, byDigest, WithKeychain(good), WithStore(store))
+	stored := resolve(t, byDigest, WithKeychain(staticKeychain{}), WithStore(store))
+	start := time.Now()
+	_, err := firstLayer(t, stored).ReadAt(t.Context(), make([]byte, 10), 0)
+	if !errors.Is(err, ErrUnauthorized) || time.Since(start) > 5*time.Second {
+		t.Errorf("read without credentials: %v after %v; want ErrUnauthorized at once", err, time.Since(start))
+	}
+}
