@@ -260,27 +260,39 @@ func (s *slow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.next.ServeHTTP(w, r)
 		return
 	}
+	// Counted only until the answer starts: a client may read a small
+	// body whole, release its slot and send the next request before this
+	// handler has returned, which would look like one request too many.
 	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
 	for m := s.maxSeen.Load(); n > m; m = s.maxSeen.Load() {
 		if s.maxSeen.CompareAndSwap(m, n) {
 			break
 		}
 	}
 	time.Sleep(20 * time.Millisecond)
+	s.inFlight.Add(-1)
 	s.next.ServeHTTP(w, r)
 }
 
 func TestReadAtBoundsInFlight(t *testing.T) {
 	s := &slow{}
 	host := newRegistry(t, func(next http.Handler) http.Handler { s.next = next; return s })
-	// Two images of one registry, read at once, share its bound.
-	var wg sync.WaitGroup
+	// Two images of one registry, read at once, share its bound. Both are
+	// resolved first: manifest and config requests are not bounded.
+	type reader struct {
+		b    *Blob
+		want []byte
+	}
+	var readers []reader
 	for _, repo := range []string{"/test/img:v1", "/other/img:v2"} {
 		pushed := pushRandom(t, host+repo, 64<<10, 1)
 		img := resolve(t, host+repo, WithMaxInFlight(2))
 		b := firstLayer(t, img)
-		wg.Go(func() { checkBlob(t, b, layerBytes(t, pushed)[b.Digest()], 4<<10) })
+		readers = append(readers, reader{b, layerBytes(t, pushed)[b.Digest()]})
+	}
+	var wg sync.WaitGroup
+	for _, r := range readers {
+		wg.Go(func() { checkBlob(t, r.b, r.want, 4<<10) })
 	}
 	wg.Wait()
 	if m := s.maxSeen.Load(); m != 2 {
