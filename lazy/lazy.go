@@ -61,9 +61,10 @@ type Layer struct {
 	demanded  atomic.Int64 // compressed bytes fetched for readers
 	autoOnce  sync.Once
 
-	recMu    sync.Mutex      // guards accessed and seen
-	accessed []string        // paths read, in the order of their first read
-	seen     map[string]bool // the paths in accessed
+	recording bool            // WithRecord: keep accessed
+	recMu     sync.Mutex      // guards accessed and seen
+	accessed  []string        // paths read, in the order of their first read
+	seen      map[string]bool // the paths in accessed
 
 	mu    sync.Mutex         // guards calls and bad
 	calls map[chunkKey]*call // chunks being fetched: one fetch per chunk at a time
@@ -104,7 +105,7 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
 		window: o.fetchWindow, aheadDist: int64(o.readAhead) * o.fetchWindow,
 		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{},
-		files: o.files, assembling: make(chan struct{}, 1)}
+		files: o.files, assembling: make(chan struct{}, 1), recording: o.record}
 	l.data = countingBlob{blob, &l.stats.requests}
 	if o.readAhead > 0 {
 		l.slots = make(chan struct{}, o.readAhead)
@@ -188,8 +189,11 @@ func (l *Layer) Open(ctx context.Context, p string) (layer.Content, error) {
 	return &Content{l: l, path: p, f: n.file}, nil
 }
 
-// record notes that the file at p was read.
+// record notes that the file at p was read, if the layer records.
 func (l *Layer) record(p string) {
+	if !l.recording {
+		return
+	}
 	l.recMu.Lock()
 	defer l.recMu.Unlock()
 	if l.seen == nil {
@@ -202,8 +206,8 @@ func (l *Layer) record(p string) {
 }
 
 // Accessed returns the paths of the files read so far, in the order of
-// their first read: what a container start needed, for `strata convert
-// --prioritize` to put first.
+// their first read (with WithRecord; nothing without): what a container
+// start needed, for `strata convert --prioritize` to put first.
 func (l *Layer) Accessed() []string {
 	l.recMu.Lock()
 	defer l.recMu.Unlock()
@@ -246,7 +250,7 @@ func (c *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, 
 	if off < 0 {
 		return 0, fmt.Errorf("lazy %s: read %q at %d: negative offset", c.l.name, c.path, off)
 	}
-	if c.recorded.CompareAndSwap(false, true) {
+	if c.l.recording && c.recorded.CompareAndSwap(false, true) {
 		c.l.record(c.path)
 	}
 	start, n := off, 0

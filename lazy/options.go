@@ -13,6 +13,7 @@ type options struct {
 	cacheSize    int64
 	store        ChunkStore
 	files        FileStore
+	record       bool
 	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
 	windowSet    bool  // fetchWindow was given, even as 0
@@ -199,6 +200,15 @@ func WithFileStore(s FileStore) Option {
 			return fmt.Errorf("lazy: nil file store")
 		}
 		o.files = s
+		return nil
+	}
+}
+
+// WithRecord keeps the paths of the files read, in order, for Accessed.
+// Off by default: it costs a lock and a map entry per file read.
+func WithRecord() Option {
+	return func(o *options) error {
+		o.record = true
 		return nil
 	}
 }

@@ -21,12 +21,8 @@ import (
 // fixture leave alone, by path: visible, with the base's bytes, in every
 // image made from it.
 func baseFiles(fx *regFixture) map[string][]byte {
-	files := map[string][]byte{}
-	for _, p := range []string{"etc/passwd", "etc/shadow", "usr/bin/tool", "usr/bin/suid", "usr/lib/big",
-		"usr/lib/exact", "usr/lib/exact1", "usr/share/doc/readme", "home/user/.profile"} {
-		files[p] = fx.baseFile(p)
-	}
-	return files
+	return pick(fx, []string{"etc/passwd", "etc/shadow", "usr/bin/tool", "usr/bin/suid", "usr/lib/big",
+		"usr/lib/exact", "usr/lib/exact1", "usr/share/doc/readme", "home/user/.profile"})
 }
 
 // readFiles reads each file through the mount and checks its bytes.

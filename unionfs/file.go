@@ -225,7 +225,7 @@ type lowerOpens struct {
 
 func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
 	o := &n.lowerOpens
-	if h := o.share(n); h != nil {
+	if h := o.share(); h != nil {
 		return h, 0
 	}
 	li, p := n.content()
@@ -238,7 +238,7 @@ func (n *node) openLower(ctx context.Context) (fs.FileHandle, syscall.Errno) {
 
 // share returns another passthrough handle on the backing file of the
 // handles open, if there are any.
-func (o *lowerOpens) share(n *node) fs.FileHandle {
+func (o *lowerOpens) share() fs.FileHandle {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.pt == 0 {

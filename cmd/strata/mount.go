@@ -212,6 +212,9 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
+	if c.String("record") != "" {
+		lopts = append(lopts, lazy.WithRecord())
+	}
 	img, err := resolveImage(ctx, c, disk)
 	if err != nil {
 		closeCache()
