@@ -23,6 +23,7 @@ func TestMountRefusesBadInput(t *testing.T) {
 	putFile(t, filepath.Join(notEmpty, "x"), "x")
 	file := filepath.Join(base, "file")
 	putFile(t, file, "f")
+	upper := mkdirs(t, base, "upper")
 	roUpper := mkdirs(t, base, "ro")
 	if err := unix.Mount("tmpfs", roUpper, "tmpfs", unix.MS_RDONLY, "size=1m"); err != nil {
 		t.Fatalf("mount read-only tmpfs: %v", err)
@@ -45,6 +46,9 @@ func TestMountRefusesBadInput(t *testing.T) {
 		{"upper is a file", []string{"mount", "--layer", layer, "--upper", file, mnt}, "not a directory"},
 		{"read-only upper", []string{"mount", "--layer", layer, "--upper", roUpper, mnt}, "read-only"},
 		{"umount of a non-mount", []string{"umount", mnt}, "umount"},
+		{"workdir without --kernel-overlay", []string{"mount", "--layer", layer, "--upper", upper, "--workdir", base + "/w", mnt}, "--workdir"},
+		{"workdir inside the upper", []string{"mount", "--layer", layer, "--kernel-overlay", "--upper", upper, "--workdir", upper + "/w", mnt}, "work directory"},
+		{"kernel overlay on a read-only upper", []string{"mount", "--layer", layer, "--kernel-overlay", "--upper", roUpper, mnt}, "read-only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +83,7 @@ func TestMountRefusesBadInput(t *testing.T) {
 				unix.Unmount(mnt, unix.MNT_DETACH)
 				t.Error("a mount was left behind")
 			}
+			checkNoImageMounts(t)
 		})
 	}
 }
@@ -86,13 +91,17 @@ func TestMountRefusesBadInput(t *testing.T) {
 // TestSignalUnmounts: SIGTERM and SIGINT unmount cleanly and exit 0, with
 // an upper write durable afterwards.
 func TestSignalUnmounts(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		sig   syscall.Signal
+		extra []string
+	}{{syscall.SIGTERM, nil}, {syscall.SIGINT, nil}, {syscall.SIGTERM, []string{"--kernel-overlay"}}} {
+		sig := tc.sig
+		t.Run(strings.Join(append([]string{sig.String()}, tc.extra...), ""), func(t *testing.T) {
 			base := t.TempDir()
 			layer := mkdirs(t, base, "layer")
 			putFile(t, filepath.Join(layer, "f"), "lower")
 			upper := mkdirs(t, base, "upper")
-			m := mountStrata(t, []string{layer}, upper)
+			m := mountStrata(t, []string{layer}, upper, tc.extra...)
 			putFile(t, filepath.Join(m.Dir, "f"), "changed")
 			cmd := m.cmd
 			m.cmd = nil // this test stops the mount itself
@@ -115,6 +124,7 @@ func TestSignalUnmounts(t *testing.T) {
 			if got, _ := os.ReadFile(filepath.Join(upper, "f")); string(got) != "changed" {
 				t.Errorf("upper f = %q after %v, want %q", got, sig, "changed")
 			}
+			checkNoImageMounts(t)
 		})
 	}
 }

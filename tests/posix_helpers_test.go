@@ -45,6 +45,10 @@ var posixBackends = []posixBackend{
 	{"strata-nopassthrough", func(t *testing.T, l []string, u string) string {
 		return mountStrata(t, l, u, "--no-passthrough").Dir
 	}},
+	// strata serving the image open-less, kernel overlayfs on top.
+	{"strata-kernel-overlay", func(t *testing.T, l []string, u string) string {
+		return mountStrata(t, l, u, "--kernel-overlay").Dir
+	}},
 }
 
 // layerSpec describes one lower layer: path -> content. A path ending in "/"

@@ -145,6 +145,9 @@ func (n *node) decideIO(upper bool) ioMode {
 var _ = (fs.NodeOpener)((*node)(nil))
 
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if n.u.opts.openless {
+		return nil, 0, syscall.ENOSYS // the kernel stops asking (see WithOpenless)
+	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	if write {
 		if n.u.upper == nil {

@@ -38,6 +38,9 @@ func Mount(ctx context.Context, mountpoint string, layers []layer.Layer, opts ..
 	if len(layers) == 0 {
 		return nil, errors.New("no layers: give at least one")
 	}
+	if o.openless && o.upper != "" {
+		return nil, errors.New("open-less mount: read-only mounts only, not with an upper directory")
+	}
 	u := &union{layers: layers, inos: newInoTable(), opts: o}
 	root, err := u.newRoot(ctx)
 	if err != nil {

@@ -25,6 +25,8 @@ type union struct {
 	// renameMu is held for writing by a rename that copies a subtree up, and
 	// for reading by every other change to the upper directory.
 	renameMu sync.RWMutex
+	// kfiles counts the nodes holding a kfile (see openless.go).
+	kfiles atomic.Int64
 }
 
 // node is one merged entry. See the package doc for the model.
@@ -56,6 +58,9 @@ type node struct {
 	// lowerOpens counts the open handles of a lower file opened for
 	// passthrough (see openLower), which the kernel will not mix.
 	lowerOpens lowerOpens
+
+	// kfile serves the node's reads on an open-less mount (see openless.go).
+	kfile atomic.Pointer[lazyFile]
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -315,12 +320,14 @@ func (n *node) upperDirFd() (int, error) {
 
 var _ = (fs.NodeOnForgetter)((*node)(nil))
 
-// OnForget closes the node's upper directory descriptor: the kernel holds
-// no reference to the node any more, so no request can use it.
+// OnForget closes the node's upper directory descriptor and the handle of
+// its open-less reads: the kernel holds no reference to the node any more,
+// so no request can use them.
 func (n *node) OnForget() {
 	if v := n.ufd.Swap(0); v != 0 {
 		unix.Close(int(v - 1))
 	}
+	n.dropKernelFile()
 }
 
 // listFd opens the directory's upper directory for reading its entries.

@@ -15,6 +15,7 @@ type options struct {
 	upper       string        // upper directory; "" mounts read-only
 	timeout     time.Duration // entry and attribute timeout given to the kernel
 	passthrough bool          // ask the kernel for FUSE passthrough of local files
+	openless    bool          // the kernel opens files without asking strata
 	debug       bool          // log every FUSE request
 	logger      *log.Logger
 	fsName      string // shown as the mount's source in /proc/mounts
@@ -59,6 +60,19 @@ func WithTimeout(d time.Duration) Option {
 // privileges allow, and falls back to reads through strata elsewhere.
 func WithPassthrough(on bool) Option {
 	return func(o *options) error { o.passthrough = on; return nil }
+}
+
+// WithOpenless makes the kernel open and close files without asking
+// strata (FUSE no-open): the first OPEN is answered ENOSYS, after which the
+// kernel sends none, nor RELEASE or FLUSH, and keeps each file's page cache
+// across opens. An open then costs what it costs on a local filesystem,
+// where it otherwise costs two round trips to strata (OPEN, RELEASE); reads
+// that miss the page cache come to strata without a file handle and are
+// served from the node. Read-only mounts only (Mount refuses it with
+// WithUpper): copy-up needs to see opens for writing. Passthrough is off in
+// this mode, as the kernel needs an OPEN to set it up. Default off.
+func WithOpenless(on bool) Option {
+	return func(o *options) error { o.openless = on; return nil }
 }
 
 // WithDebug logs every FUSE request and reply. Default off.

@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -42,9 +43,15 @@ func mountCommand() *cli.Command {
 			"Without --upper the mount is read-only. With --upper every change lands in\n" +
 			"that directory in overlayfs's format, so it can also be used as the\n" +
 			"upperdir of a kernel overlayfs mount of the same layers.\n\n" +
+			"With --kernel-overlay, strata serves only the image, read-only, and\n" +
+			"kernel overlayfs provides the writable layer on top: strata's own union\n" +
+			"costs a round trip to strata per open and serves writes itself; this\n" +
+			"mode costs neither, and keeps the kernel's page cache of each file\n" +
+			"across opens.\n\n" +
 			"Examples:\n" +
 			"   strata mount --upper ctr/upper 127.0.0.1:5000/app:latest /mnt/ctr\n" +
-			"   strata mount --layer base/ --layer app/ --upper ctr/upper /mnt/ctr",
+			"   strata mount --layer base/ --layer app/ --upper ctr/upper /mnt/ctr\n" +
+			"   strata mount --kernel-overlay --upper ctr/upper 127.0.0.1:5000/app:latest /mnt/ctr",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "layer", Aliases: []string{"l"}, Usage: "layer `DIR`, lowest first; repeat for each layer (instead of REF)"},
 			&cli.StringFlag{Name: "upper", Aliases: []string{"u"}, Usage: "writable upper `DIR` (default: none, read-only mount)"},
@@ -56,6 +63,8 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause), auto (landmark, then a whole layer once reads have fetched a quarter of it, as a build or a scan does), or none; all and auto need the on-disk cache, so --no-cache turns auto into landmark"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
+			&cli.BoolFlag{Name: "kernel-overlay", Usage: "serve the image read-only from a private mount that the kernel opens files of without asking strata, and with --upper put kernel overlayfs over it on MOUNTPOINT: warm reads and every write then run at the kernel's own speed; renaming a directory of the image fails with EXDEV (mv copies instead), as on overlayfs"},
+			&cli.StringFlag{Name: "workdir", Usage: "with --kernel-overlay and --upper: overlayfs's work `DIR`, empty, on the upper's filesystem (default: UPPER.work, made if missing)"},
 			&cli.StringFlag{Name: "record", Usage: "at unmount, write to `FILE` the files read from the image, in the order first read, for 'strata convert --prioritize'"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's life to `FILE` (for go tool pprof)"},
@@ -112,27 +121,61 @@ func runMount(c *cli.Context) error {
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
+// With --kernel-overlay and --upper, the union is mounted read-only in a
+// private directory and kernel overlayfs on mnt; strata then stops when
+// the overlay is unmounted, by whoever.
 func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string, collect statusFunc) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
+	upper, overlay := c.String("upper"), c.Bool("kernel-overlay")
+	if c.String("workdir") != "" && (!overlay || upper == "") {
+		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
+	}
 	opts := []unionfs.Option{
 		unionfs.WithTimeout(c.Duration("timeout")),
 		unionfs.WithPassthrough(!c.Bool("no-passthrough")),
 		unionfs.WithDebug(c.Bool("debug")),
 		unionfs.WithLogger(logger),
+		unionfs.WithOpenless(overlay),
 	}
-	if up := c.String("upper"); up != "" {
-		opts = append(opts, unionfs.WithUpper(up))
+	fuseMnt := mnt
+	switch {
+	case overlay && upper != "":
+		dir, err := privateMountpoint()
+		if err != nil {
+			return fmt.Errorf("mount: %w", err)
+		}
+		defer os.Remove(dir)
+		fuseMnt = dir
+	case upper != "":
+		opts = append(opts, unionfs.WithUpper(upper))
 	}
-	srv, err := unionfs.Mount(ctx, mnt, layers, opts...)
+	srv, err := unionfs.Mount(ctx, fuseMnt, layers, opts...)
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
+	}
+	if fuseMnt != mnt {
+		if err := unionfs.MountOverlay(fuseMnt, upper, workdir(c), mnt); err != nil {
+			srv.Unmount()
+			srv.Wait()
+			return fmt.Errorf("mount: %w", err)
+		}
+		go func() {
+			if unionfs.WaitUnmounted(ctx, mnt) == nil {
+				cancel()
+			}
+		}()
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
 	served := make(chan struct{})
 	go func() {
 		<-ctx.Done()
+		if fuseMnt != mnt {
+			unmountOverlay(logger, mnt)
+		}
 		if err := srv.Unmount(); err != nil {
-			logger.Printf("unmount %s: %v", mnt, err)
+			logger.Printf("unmount %s: %v", fuseMnt, err)
 		}
 	}()
 	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
@@ -142,6 +185,38 @@ func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer
 		logger.Print(err)
 	}
 	return nil
+}
+
+// unmountOverlay unmounts the overlay on mnt. While it is busy, the image
+// below it must stay served: strata then waits until it is unmounted some
+// other way (strata umount, umount -l).
+func unmountOverlay(logger *log.Logger, mnt string) {
+	err := unix.Unmount(mnt, 0)
+	if err == nil || errors.Is(err, unix.EINVAL) { // EINVAL: already unmounted
+		return
+	}
+	logger.Printf("unmount %s: %v; strata stops once it is unmounted", mnt, err)
+	if err := unionfs.WaitUnmounted(context.Background(), mnt); err != nil {
+		logger.Printf("unmount %s: %v", mnt, err)
+	}
+}
+
+// privateMountpoint makes an empty directory, reachable by root only, for
+// the image under a --kernel-overlay mount.
+func privateMountpoint() (string, error) {
+	parent := filepath.Join(status.Dir(), "images")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(parent, "image-")
+}
+
+// workdir is overlayfs's work directory: --workdir, or UPPER.work.
+func workdir(c *cli.Context) string {
+	if w := c.String("workdir"); w != "" {
+		return w
+	}
+	return filepath.Clean(c.String("upper")) + ".work"
 }
 
 // statusEvery is how often a mount rewrites its status file.

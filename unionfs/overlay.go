@@ -1,0 +1,134 @@
+package unionfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotMounted is returned when a directory that should be a mount point
+// is not one.
+var ErrNotMounted = errors.New("not a mount point")
+
+// overlayOptions keep the upper directory in the format strata's own union
+// reads and writes, so one upper can be used by either: redirect_dir=off
+// makes a rename of a lower directory fail with EXDEV (mv then copies),
+// index=off and metacopy=off write nothing but plain copies. xino=on gives
+// every file one inode number whichever layer it is in (readdir's d_ino
+// equals st_ino, hard links share one); it changes nothing on disk, and it
+// must be asked for: overlayfs turns it off by default for a lower
+// filesystem with no UUID, as a FUSE mount is.
+const overlayOptions = "redirect_dir=off,index=off,metacopy=off,xino=on"
+
+// MountOverlay mounts kernel overlayfs on target with lower (a read-only
+// strata mount, best an open-less one: WithOpenless) as its only lower
+// layer, and upper and work as its upper and work directories. Every write
+// and every read of bytes already local then runs in the kernel alone; a
+// read of a lower file still reaches strata once per page the kernel does
+// not cache. work must be an empty directory on upper's filesystem, outside
+// upper; it is made if missing.
+func MountOverlay(lower, upper, work, target string) error {
+	for _, p := range []string{lower, upper, work, target} {
+		if strings.ContainsAny(p, ",:\\\n") {
+			return fmt.Errorf("overlay: path %q: overlayfs cannot take a path with ',', ':' or '\\'", p)
+		}
+	}
+	absUp, err := filepath.Abs(upper)
+	if err != nil {
+		return err
+	}
+	absWork, err := filepath.Abs(work)
+	if err != nil {
+		return err
+	}
+	if absWork == absUp || strings.HasPrefix(absWork, absUp+"/") || strings.HasPrefix(absUp, absWork+"/") {
+		return fmt.Errorf("overlay: work directory %s: must be outside the upper directory %s and not hold it", work, upper)
+	}
+	if err := unix.Access(upper, unix.W_OK); err != nil {
+		return fmt.Errorf("overlay: upper directory %s: %w", upper, err)
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return fmt.Errorf("overlay: work directory: %w", err)
+	}
+	var su, sw unix.Stat_t
+	if err := unix.Stat(upper, &su); err != nil {
+		return fmt.Errorf("overlay: upper directory: %w", err)
+	}
+	if err := unix.Stat(work, &sw); err != nil {
+		return fmt.Errorf("overlay: work directory: %w", err)
+	}
+	if su.Dev != sw.Dev {
+		return fmt.Errorf("overlay: work directory %s: must be on the upper directory's filesystem", work)
+	}
+	absLow, err := filepath.Abs(lower)
+	if err != nil {
+		return err
+	}
+	data := "lowerdir=" + absLow + ",upperdir=" + absUp + ",workdir=" + absWork + "," + overlayOptions
+	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+		return fmt.Errorf("overlay on %s: %w (the kernel's reason is in dmesg)", target, err)
+	}
+	return nil
+}
+
+// IsMountpoint reports whether dir is the root of a mount: its device
+// differs from its parent's. (A bind mount of a directory onto another of
+// the same filesystem escapes this test; strata's own mounts do not.)
+func IsMountpoint(dir string) (bool, error) {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(filepath.Join(dir, ".."), &parent); err != nil {
+		return false, err
+	}
+	return st.Dev != parent.Dev || st.Ino == parent.Ino, nil
+}
+
+// WaitUnmounted returns nil once dir is no longer a mount point, however it
+// was unmounted, or ctx's error when ctx ends first. It sleeps on the mount
+// table's change notification (poll on /proc/self/mountinfo), with a slow
+// tick as a safety net.
+func WaitUnmounted(ctx context.Context, dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		// Reading the table to its end re-arms the notification.
+		for {
+			n, err := f.Read(buf)
+			if n == 0 || err != nil {
+				break
+			}
+		}
+		mounted, err := IsMountpoint(dir)
+		switch {
+		case errors.Is(err, unix.ENOTCONN):
+			mounted = true // a FUSE mount whose server died is still mounted
+		case err != nil:
+			return err
+		}
+		if !mounted {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI | unix.POLLERR}}
+		if _, err := unix.Poll(fds, int(time.Second/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			return err
+		}
+	}
+}
