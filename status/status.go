@@ -47,6 +47,10 @@ type Mount struct {
 	Updated    time.Time `json:"updated"`
 	Layers     []Layer   `json:"layers"`
 	Cache      *Cache    `json:"cache,omitempty"` // the on-disk cache, if the mount uses one
+	// SharedImage is set on a --kernel-overlay mount of an image that
+	// another strata process serves: the image's mount directory, whose
+	// counters are that process's.
+	SharedImage string `json:"shared_image,omitempty"`
 }
 
 // Cache is the on-disk cache as one mount sees it: the cache's size (all

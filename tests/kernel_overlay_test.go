@@ -2,9 +2,13 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -101,4 +105,122 @@ func checkNoImageMounts(t *testing.T) {
 		t.Errorf("image mountpoint left behind: %s", l)
 		os.Remove(l)
 	}
+}
+
+// blobCounter counts the blob requests a registry receives.
+type blobCounter struct {
+	n    atomic.Int64
+	next http.Handler
+}
+
+func (c *blobCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "/blobs/") {
+		c.n.Add(1)
+	}
+	c.next.ServeHTTP(w, r)
+}
+
+// TestKernelOverlaySharedImage: two --kernel-overlay mounts of one image
+// share one image mount, so the second serves what the first fetched with
+// no request; the first process serves the image until the second's
+// overlay is gone, even after its own was asked to stop.
+func TestKernelOverlaySharedImage(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	fx := registryFixture(t)
+	counter := &blobCounter{}
+	host := startRegistry(t, func(next http.Handler) http.Handler { counter.next = next; return counter })
+	ref := pushImage(t, host+"/strata/shared:zstd", lazyImage(t, fx.blobs[fmtZstd]))
+	base := t.TempDir()
+	a := mountRegistry(t, ref, mkdirs(t, base, "a"), "--kernel-overlay", "--prefetch", "none")
+	readWant(t, filepath.Join(a.Dir, "etc/passwd"), fx.baseFile("etc/passwd"))
+
+	b := mountRegistry(t, ref, mkdirs(t, base, "b"), "--kernel-overlay", "--prefetch", "none")
+	before := counter.n.Load()
+	readWant(t, filepath.Join(b.Dir, "etc/passwd"), fx.baseFile("etc/passwd"))
+	if n := counter.n.Load() - before; n != 0 {
+		t.Errorf("second mount read a file the first had read with %d blob requests, want 0", n)
+	}
+	la, lb := overlayLower(t, a.Dir), overlayLower(t, b.Dir)
+	if la == "" || la != lb {
+		t.Errorf("overlay lowers %q and %q: want one shared image mount", la, lb)
+	}
+	if out, err := exec.Command(strataBin, "stat", "--json", b.Dir).CombinedOutput(); err != nil || !strings.Contains(string(out), `"shared_image": "`+la+`"`) || !strings.Contains(string(out), `"layers": [`) {
+		t.Errorf("strata stat of the second mount: %v: %s; want the shared image and its layers", err, out)
+	}
+
+	cmdA := a.cmd
+	a.cmd = nil // this test stops it
+	if err := cmdA.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	select {
+	case err := <-a.done:
+		t.Fatalf("the serving process exited (%v) while another mount used its image: %s", err, a.stderr.String())
+	default:
+	}
+	if isMounted(a.Dir) {
+		t.Errorf("%s still mounted after SIGTERM", a.Dir)
+	}
+	readWant(t, filepath.Join(b.Dir, "usr/lib/big"), fx.baseFile("usr/lib/big"))
+	b.unmount(t)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("serving process exited with %v: %s", err, a.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmdA.Process.Kill()
+		t.Fatalf("the serving process did not exit once the last overlay was gone: %s", a.stderr.String())
+	}
+	checkNoImageMounts(t)
+}
+
+// TestKernelOverlayDeadImageServer: when the process serving an image was
+// killed, the next mount of the image replaces its dead mount.
+func TestKernelOverlayDeadImageServer(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	fx := registryFixture(t)
+	ref := pushImage(t, startRegistry(t, nil)+"/strata/dead:zstd", lazyImage(t, fx.blobs[fmtZstd]))
+	base := t.TempDir()
+	a := mountRegistry(t, ref, mkdirs(t, base, "a"), "--kernel-overlay")
+	cmdA := a.cmd
+	a.cmd = nil
+	cmdA.Process.Kill()
+	<-a.done
+	t.Cleanup(func() { unix.Unmount(a.Dir, unix.MNT_DETACH) })
+	c := mountRegistry(t, ref, mkdirs(t, base, "c"), "--kernel-overlay")
+	readWant(t, filepath.Join(c.Dir, "usr/lib/big"), fx.baseFile("usr/lib/big"))
+	unix.Unmount(a.Dir, unix.MNT_DETACH) // the dead overlay, before the check below
+	c.unmount(t)
+	checkNoImageMounts(t)
+}
+
+func readWant(t *testing.T, p string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("%s: read %d bytes (%v), want the %d bytes of the image", p, len(got), err, len(want))
+	}
+}
+
+// overlayLower returns the lowerdir of the overlay mounted on dir.
+func overlayLower(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMountPath(f[4]) != dir {
+			continue
+		}
+		for _, o := range strings.Split(f[len(f)-1], ",") {
+			if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+				return v
+			}
+		}
+	}
+	return ""
 }

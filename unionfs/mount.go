@@ -163,8 +163,13 @@ func (u *union) fuseOptions() *fs.Options {
 		// from its own cache, enforces them, and asks strata once per
 		// inode: `ls -l` checks them on every entry.
 		EnableAcl: true,
-		Debug:     u.opts.debug,
-		Logger:    u.opts.logger,
+		// strata answers READs from memory (ReadResultData): go-fuse would
+		// copy them into a pipe to splice it, and a 1 MiB READ does not
+		// fit the default maximum pipe size, so every one would fail over
+		// to a plain write after a log line.
+		DisableSplice: true,
+		Debug:         u.opts.debug,
+		Logger:        u.opts.logger,
 	}
 	if u.upper == nil {
 		mo.Options = append(mo.Options, "ro")

@@ -92,24 +92,14 @@ func IsMountpoint(dir string) (bool, error) {
 }
 
 // WaitUnmounted returns nil once dir is no longer a mount point, however it
-// was unmounted, or ctx's error when ctx ends first. It sleeps on the mount
-// table's change notification (poll on /proc/self/mountinfo), with a slow
-// tick as a safety net.
+// was unmounted, or ctx's error when ctx ends first.
 func WaitUnmounted(ctx context.Context, dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	w, err := WatchMounts()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
+	defer w.Close()
 	for {
-		// Reading the table to its end re-arms the notification.
-		for {
-			n, err := f.Read(buf)
-			if n == 0 || err != nil {
-				break
-			}
-		}
 		mounted, err := IsMountpoint(dir)
 		switch {
 		case errors.Is(err, unix.ENOTCONN):
@@ -123,12 +113,50 @@ func WaitUnmounted(ctx context.Context, dir string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI | unix.POLLERR}}
-		if _, err := unix.Poll(fds, int(time.Second/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
-			return err
-		}
-		if _, err := f.Seek(0, 0); err != nil {
+		if err := w.Wait(time.Second); err != nil {
 			return err
 		}
 	}
 }
+
+// MountWatch tells of changes to this process's mount table: it sleeps
+// on the table's change notification (poll on /proc/self/mountinfo).
+type MountWatch struct {
+	f   *os.File
+	buf []byte
+}
+
+// WatchMounts starts watching; Close ends it.
+func WatchMounts() (*MountWatch, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	w := &MountWatch{f: f, buf: make([]byte, 64<<10)}
+	w.drain()
+	return w, nil
+}
+
+// drain reads the table to its end, which re-arms the notification.
+func (w *MountWatch) drain() {
+	w.f.Seek(0, 0)
+	for {
+		if n, err := w.f.Read(w.buf); n == 0 || err != nil {
+			return
+		}
+	}
+}
+
+// Wait returns after the mount table changed since the last Wait (or
+// WatchMounts), or after timeout, whichever is first.
+func (w *MountWatch) Wait(timeout time.Duration) error {
+	fds := []unix.PollFd{{Fd: int32(w.f.Fd()), Events: unix.POLLPRI | unix.POLLERR}}
+	if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
+		return err
+	}
+	w.drain()
+	return nil
+}
+
+// Close stops watching.
+func (w *MountWatch) Close() error { return w.f.Close() }

@@ -86,26 +86,49 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
+	overlay := c.Bool("kernel-overlay")
+	if c.String("workdir") != "" && (!overlay || c.String("upper") == "") {
+		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
 	var layers []layer.Layer
 	var what string
 	var collect statusFunc
+	var closeAll func()
+	var shared *sharedImage
 	var err error
 	if local {
-		var closeAll func()
 		layers, closeAll, err = openLocalLayers(c.StringSlice("layer"))
-		if closeAll != nil {
-			defer closeAll()
-		}
 		what = fmt.Sprintf("%d local layers", len(layers))
 		collect = localStatus(c.StringSlice("layer"))
 	} else {
-		var closeAll func()
-		layers, what, collect, closeAll, err = openImage(ctx, c)
-		if closeAll != nil {
-			defer closeAll()
+		var src *imageSource
+		if src, err = prepareImage(ctx, c); err != nil {
+			return fmt.Errorf("mount: %w", err)
 		}
+		// A recording mount must see every read of the image: it never
+		// shares one.
+		if overlay && c.String("record") == "" {
+			if shared, err = lockImage(src.img.Digest()); err != nil {
+				src.closeCache()
+				return fmt.Errorf("mount: %w", err)
+			}
+			defer shared.unlock()
+			if shared.live(logger) {
+				src.closeCache()
+				return borrow(ctx, c, logger, shared, mnt, src.img.Name())
+			}
+			if err := shared.prepare(); err != nil {
+				src.closeCache()
+				return fmt.Errorf("mount: %w", err)
+			}
+		}
+		layers, what, collect, closeAll, err = src.open(ctx, c)
+	}
+	if closeAll != nil {
+		defer closeAll()
 	}
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
@@ -117,21 +140,19 @@ func runMount(c *cli.Context) error {
 		}
 		defer stopProfile()
 	}
-	return serve(ctx, c, mnt, layers, what, collect)
+	return serve(ctx, c, logger, mnt, layers, what, collect, shared)
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
-// With --kernel-overlay and --upper, the union is mounted read-only in a
-// private directory and kernel overlayfs on mnt; strata then stops when
-// the overlay is unmounted, by whoever.
-func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer, what string, collect statusFunc) error {
+// With --kernel-overlay, the union is mounted read-only and open-less in
+// shared's directory (or, when nil, a private one) and the container's
+// view (overlayfs with --upper, else a bind mount) on mnt; strata then
+// stops when that is unmounted, by whoever, and, for a shared image, once
+// no other view of the image is left.
+func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect statusFunc, shared *sharedImage) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
 	upper, overlay := c.String("upper"), c.Bool("kernel-overlay")
-	if c.String("workdir") != "" && (!overlay || upper == "") {
-		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
-	}
 	opts := []unionfs.Option{
 		unionfs.WithTimeout(c.Duration("timeout")),
 		unionfs.WithPassthrough(!c.Bool("no-passthrough")),
@@ -141,7 +162,9 @@ func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer
 	}
 	fuseMnt := mnt
 	switch {
-	case overlay && upper != "":
+	case shared != nil:
+		fuseMnt = shared.dir
+	case overlay:
 		dir, err := privateMountpoint()
 		if err != nil {
 			return fmt.Errorf("mount: %w", err)
@@ -156,7 +179,11 @@ func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer
 		return fmt.Errorf("mount: %w", err)
 	}
 	if fuseMnt != mnt {
-		if err := unionfs.MountOverlay(fuseMnt, upper, workdir(c), mnt); err != nil {
+		err := attach(c, fuseMnt, mnt)
+		if shared != nil {
+			shared.unlock()
+		}
+		if err != nil {
 			srv.Unmount()
 			srv.Wait()
 			return fmt.Errorf("mount: %w", err)
@@ -172,33 +199,52 @@ func serve(ctx context.Context, c *cli.Context, mnt string, layers []layer.Layer
 	go func() {
 		<-ctx.Done()
 		if fuseMnt != mnt {
-			unmountOverlay(logger, mnt)
+			detach(logger, mnt)
+		}
+		if shared != nil {
+			shared.release(logger)
+			return
 		}
 		if err := srv.Unmount(); err != nil {
 			logger.Printf("unmount %s: %v", fuseMnt, err)
 		}
 	}()
-	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
+	started := time.Now()
+	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: started}, collect)
+	if shared != nil { // for the mounts that borrow it
+		go publishStatus(served, logger, &status.Mount{Mountpoint: shared.dir, Source: what, PID: os.Getpid(), Started: started}, collect)
+	}
 	srv.Wait()
 	close(served)
 	if err := status.Remove(status.Dir(), mnt); err != nil {
 		logger.Print(err)
 	}
+	if shared != nil {
+		status.Remove(status.Dir(), shared.dir)
+	}
 	return nil
 }
 
-// unmountOverlay unmounts the overlay on mnt. While it is busy, the image
-// below it must stay served: strata then waits until it is unmounted some
-// other way (strata umount, umount -l).
-func unmountOverlay(logger *log.Logger, mnt string) {
-	err := unix.Unmount(mnt, 0)
-	if err == nil || errors.Is(err, unix.EINVAL) { // EINVAL: already unmounted
-		return
+// borrow puts the container's view on an image another strata process
+// serves, and waits until it is unmounted.
+func borrow(ctx context.Context, c *cli.Context, logger *log.Logger, shared *sharedImage, mnt, what string) error {
+	err := attach(c, shared.dir, mnt)
+	shared.unlock()
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
 	}
-	logger.Printf("unmount %s: %v; strata stops once it is unmounted", mnt, err)
-	if err := unionfs.WaitUnmounted(context.Background(), mnt); err != nil {
-		logger.Printf("unmount %s: %v", mnt, err)
+	logger.Printf("mounted %s on %s (the image is served by the strata process that mounted it first)", what, mnt)
+	served := make(chan struct{})
+	noLayers := func() ([]status.Layer, *status.Cache) { return nil, nil }
+	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now(), SharedImage: shared.dir}, noLayers)
+	if unionfs.WaitUnmounted(ctx, mnt) != nil {
+		detach(logger, mnt)
 	}
+	close(served)
+	if err := status.Remove(status.Dir(), mnt); err != nil {
+		logger.Print(err)
+	}
+	return nil
 }
 
 // privateMountpoint makes an empty directory, reachable by root only, for
@@ -278,14 +324,25 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 // openImage resolves the image reference and opens each layer: lazily from
 // its TOC, or by streaming its blob. It also returns how to read the layers'
 // counters for the status file, and what to close at the end.
-func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
+// imageSource is a resolved image whose layers are not open yet, with the
+// cache its layers will use.
+type imageSource struct {
+	img        *remote.Image
+	disk       *cache.Store // nil with --no-cache
+	lopts      []lazy.Option
+	prefetch   lazy.Prefetch
+	closeCache func()
+}
+
+// prepareImage opens the cache and resolves the reference to one image.
+func prepareImage(ctx context.Context, c *cli.Context) (*imageSource, error) {
 	prefetch, err := prefetchMode(c.String("prefetch"), !c.Bool("no-cache"))
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	lopts, disk, closeCache, err := chunkStoreOptions(c)
 	if err != nil {
-		return nil, "", nil, nil, err
+		return nil, err
 	}
 	if c.String("record") != "" {
 		lopts = append(lopts, lazy.WithRecord())
@@ -293,8 +350,15 @@ func openImage(ctx context.Context, c *cli.Context) ([]layer.Layer, string, stat
 	img, err := resolveImage(ctx, c, disk)
 	if err != nil {
 		closeCache()
-		return nil, "", nil, nil, err
+		return nil, err
 	}
+	return &imageSource{img: img, disk: disk, lopts: lopts, prefetch: prefetch, closeCache: closeCache}, nil
+}
+
+// open opens the image's layers (fetching their TOCs) and starts their
+// prefetch. Its closeAll also closes the cache; on error, open closes it.
+func (s *imageSource) open(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
+	img, disk, lopts, prefetch, closeCache := s.img, s.disk, s.lopts, s.prefetch, s.closeCache
 	ils, sls, blobs, err := imageLayers(img)
 	if err != nil {
 		closeCache()

@@ -38,6 +38,12 @@ func runStat(c *cli.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("stat: %w", err)
 	}
+	if m.SharedImage != "" {
+		// The image's counters are those of the process that serves it.
+		if o, err := status.Read(status.Dir(), m.SharedImage); err == nil {
+			m.Layers, m.Cache = o.Layers, o.Cache
+		}
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -50,6 +56,9 @@ func runStat(c *cli.Context) error {
 func printStatus(m *status.Mount) {
 	fmt.Printf("source   %s\nmount    %s (pid %d, up %s, updated %s ago)\n\n", m.Source, m.Mountpoint, m.PID,
 		time.Since(m.Started).Round(time.Second), time.Since(m.Updated).Round(100*time.Millisecond))
+	if m.SharedImage != "" {
+		fmt.Printf("image    %s, served by the strata process that mounted the image first; its counters:\n\n", m.SharedImage)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "LAYER\tFORMAT\tSIZE\tFETCHED\tREQUESTS\tRETRIES\tSERVED\tHITS\tERRORS\t")
 	var total status.Layer
