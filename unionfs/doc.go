@@ -90,6 +90,23 @@
 // of a file served through strata costs one round trip per MiB, not per
 // 128 KiB.
 //
+// # Open-less mounts and kernel overlayfs
+//
+// An OPEN and a RELEASE cost two round trips to strata per file opened,
+// which dominates reading many small files that the kernel has cached. A
+// read-only mount made WithOpenless answers the first OPEN with ENOSYS:
+// the kernel then opens and closes files by itself, never passes them
+// through, and keeps their pages across opens. A READ then comes without a
+// handle, and the node serves it through a handle of its own, kept until
+// the kernel forgets the node (a bounded number at once).
+//
+// Such a mount is the lower layer of choice for kernel overlayfs
+// (MountOverlay), which then handles writes, copy-up and whiteouts itself,
+// in the same upper-directory format strata's union uses: the options keep
+// redirect_dir, index and metacopy off, so the upper holds only plain
+// copies and whiteouts, and xino on, so inode numbers stay one per file.
+// WaitUnmounted and WatchMounts tell a server when such an overlay is gone.
+//
 // # Interrupts
 //
 // A FUSE request is interrupted whenever its caller gets a signal, and Go
