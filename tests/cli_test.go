@@ -16,6 +16,7 @@ import (
 // TestMountRefusesBadInput: every bad argument gives one clear line on
 // stderr, exit status 1, and no mount left behind.
 func TestMountRefusesBadInput(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	base := t.TempDir()
 	layer := mkdirs(t, base, "layer")
 	mnt := mkdirs(t, base, "mnt")
@@ -97,6 +98,7 @@ func TestSignalUnmounts(t *testing.T) {
 	}{{syscall.SIGTERM, nil}, {syscall.SIGINT, nil}, {syscall.SIGTERM, []string{"--kernel-overlay"}}} {
 		sig := tc.sig
 		t.Run(strings.Join(append([]string{sig.String()}, tc.extra...), ""), func(t *testing.T) {
+			t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 			base := t.TempDir()
 			layer := mkdirs(t, base, "layer")
 			putFile(t, filepath.Join(layer, "f"), "lower")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratafs/strata/status"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +28,7 @@ import (
 // union writes: strata's FUSE union over the same image and that upper
 // shows what the overlay showed.
 func TestKernelOverlayRegistry(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	fx := registryFixture(t)
 	for _, f := range lazyFormats {
 		t.Run(string(f), func(t *testing.T) {
@@ -50,6 +52,7 @@ func TestKernelOverlayRegistry(t *testing.T) {
 // TestKernelOverlayUnmount: a busy overlay keeps the image served after a
 // SIGTERM, and a plain umount(8) of the overlay, not strata's, ends strata.
 func TestKernelOverlayUnmount(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	base := t.TempDir()
 	layer := mkdirs(t, base, "layer")
 	putFile(t, filepath.Join(layer, "a"), "aaa")
@@ -79,31 +82,49 @@ func TestKernelOverlayUnmount(t *testing.T) {
 	checkNoImageMounts(t)
 }
 
-// checkNoImageMounts fails the test if a private image mount of
-// --kernel-overlay outlived its strata process.
+// checkNoImageMounts fails the test if an image mount of --kernel-overlay
+// is left 10 s after the last overlay on it was unmounted (its image
+// server notices at once), or a private one outlived its strata process.
 func checkNoImageMounts(t *testing.T) {
 	t.Helper()
 	dir := os.Getenv("STRATA_RUNTIME_DIR")
 	if dir == "" {
 		dir = "/run/strata"
 	}
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(unescapeMountPath(fields[4]), filepath.Join(dir, "images")+"/") {
-			t.Errorf("image mount left behind: %s", sc.Text())
-			unix.Unmount(unescapeMountPath(fields[4]), unix.MNT_DETACH)
+	images := filepath.Join(dir, "images") + "/"
+	var left, dirs []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left = left[:0]
+		f, err := os.Open("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 4 && strings.HasPrefix(unescapeMountPath(fields[4]), images) {
+				left = append(left, unescapeMountPath(fields[4]))
+			}
+		}
+		f.Close()
+		dirs = dirs[:0]
+		all, _ := filepath.Glob(images + "*")
+		for _, p := range all {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				dirs = append(dirs, p)
+			}
+		}
+		if len(left)+len(dirs) == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
-	left, _ := filepath.Glob(filepath.Join(dir, "images", "image-*"))
-	for _, l := range left {
-		t.Errorf("image mountpoint left behind: %s", l)
-		os.Remove(l)
+	for _, p := range left {
+		t.Errorf("image mount left behind: %s", p)
+		unix.Unmount(p, unix.MNT_DETACH)
+	}
+	for _, p := range dirs {
+		t.Errorf("image mountpoint left behind: %s", p)
+		os.Remove(p)
 	}
 }
 
@@ -122,8 +143,8 @@ func (c *blobCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestKernelOverlaySharedImage: two --kernel-overlay mounts of one image
 // share one image mount, so the second serves what the first fetched with
-// no request; the first process serves the image until the second's
-// overlay is gone, even after its own was asked to stop.
+// no request. Each mount process ends when its own overlay is unmounted;
+// the image server ends after the last one.
 func TestKernelOverlaySharedImage(t *testing.T) {
 	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	fx := registryFixture(t)
@@ -144,54 +165,41 @@ func TestKernelOverlaySharedImage(t *testing.T) {
 	if la == "" || la != lb {
 		t.Errorf("overlay lowers %q and %q: want one shared image mount", la, lb)
 	}
-	if out, err := exec.Command(strataBin, "stat", "--json", b.Dir).CombinedOutput(); err != nil || !strings.Contains(string(out), `"shared_image": "`+la+`"`) || !strings.Contains(string(out), `"layers": [`) {
-		t.Errorf("strata stat of the second mount: %v: %s; want the shared image and its layers", err, out)
+	time.Sleep(1200 * time.Millisecond) // the image server's status is rewritten every second
+	if out, err := exec.Command(strataBin, "stat", "--json", b.Dir).CombinedOutput(); err != nil || !strings.Contains(string(out), `"shared_image": "`+la+`"`) || !strings.Contains(string(out), `"bytes_fetched"`) {
+		t.Errorf("strata stat of the second mount: %v: %s; want the shared image and its layers' counters", err, out)
 	}
 
-	cmdA := a.cmd
-	a.cmd = nil // this test stops it
-	if err := cmdA.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	select {
-	case err := <-a.done:
-		t.Fatalf("the serving process exited (%v) while another mount used its image: %s", err, a.stderr.String())
-	default:
-	}
-	if isMounted(a.Dir) {
-		t.Errorf("%s still mounted after SIGTERM", a.Dir)
-	}
+	a.unmount(t) // strata umount; the process must exit 0 while b still uses the image
 	readWant(t, filepath.Join(b.Dir, "usr/lib/big"), fx.baseFile("usr/lib/big"))
 	b.unmount(t)
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("serving process exited with %v: %s", err, a.stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		cmdA.Process.Kill()
-		t.Fatalf("the serving process did not exit once the last overlay was gone: %s", a.stderr.String())
-	}
 	checkNoImageMounts(t)
 }
 
-// TestKernelOverlayDeadImageServer: when the process serving an image was
-// killed, the next mount of the image replaces its dead mount.
+// TestKernelOverlayDeadImageServer: when an image server was killed, the
+// next mount of the image serves it anew.
 func TestKernelOverlayDeadImageServer(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	runtime := t.TempDir()
+	t.Setenv("STRATA_RUNTIME_DIR", runtime)
 	fx := registryFixture(t)
 	ref := pushImage(t, startRegistry(t, nil)+"/strata/dead:zstd", lazyImage(t, fx.blobs[fmtZstd]))
 	base := t.TempDir()
 	a := mountRegistry(t, ref, mkdirs(t, base, "a"), "--kernel-overlay")
-	cmdA := a.cmd
-	a.cmd = nil
-	cmdA.Process.Kill()
-	<-a.done
-	t.Cleanup(func() { unix.Unmount(a.Dir, unix.MNT_DETACH) })
+	img := overlayLower(t, a.Dir)
+	st, err := status.Read(runtime, img)
+	for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); st, err = status.Read(runtime, img) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("image server's status: %v", err)
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the image server (pid %d): %v", st.PID, err)
+	}
+	time.Sleep(200 * time.Millisecond)
 	c := mountRegistry(t, ref, mkdirs(t, base, "c"), "--kernel-overlay")
 	readWant(t, filepath.Join(c.Dir, "usr/lib/big"), fx.baseFile("usr/lib/big"))
-	unix.Unmount(a.Dir, unix.MNT_DETACH) // the dead overlay, before the check below
+	a.unmount(t) // its overlay sits on the dead mount; strata umount still ends it
 	c.unmount(t)
 	checkNoImageMounts(t)
 }

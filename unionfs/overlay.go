@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +76,31 @@ func MountOverlay(lower, upper, work, target string) error {
 		return fmt.Errorf("overlay on %s: %w (the kernel's reason is in dmesg)", target, err)
 	}
 	return nil
+}
+
+// OverlaysOn counts the overlayfs mounts in this mount namespace that
+// have lower (an absolute path) as a lower layer.
+func OverlaysOn(lower string) (int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS
+		_, after, ok := strings.Cut(line, " - ")
+		f := strings.Fields(after)
+		if !ok || len(f) < 3 || f[0] != "overlay" {
+			continue
+		}
+		for _, opt := range strings.Split(f[2], ",") {
+			dirs, ok := strings.CutPrefix(opt, "lowerdir=")
+			if ok && slices.Contains(strings.Split(dirs, ":"), lower) {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 // IsMountpoint reports whether dir is the root of a mount: its device

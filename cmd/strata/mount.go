@@ -65,6 +65,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
 			&cli.BoolFlag{Name: "kernel-overlay", Usage: "serve the image read-only from a private mount that the kernel opens files of without asking strata, and with --upper put kernel overlayfs over it on MOUNTPOINT: warm reads and every write then run at the kernel's own speed; renaming a directory of the image fails with EXDEV (mv copies instead), as on overlayfs"},
 			&cli.StringFlag{Name: "workdir", Usage: "with --kernel-overlay and --upper: overlayfs's work `DIR`, empty, on the upper's filesystem (default: UPPER.work, made if missing)"},
+			&cli.BoolFlag{Name: "image-server", Hidden: true, Usage: "serve REF read-only and open-less on MOUNTPOINT until no overlay uses it (started by --kernel-overlay mounts)"},
 			&cli.StringFlag{Name: "record", Usage: "at unmount, write to `FILE` the files read from the image, in the order first read, for 'strata convert --prioritize'"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's life to `FILE` (for go tool pprof)"},
@@ -86,9 +87,12 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	overlay := c.Bool("kernel-overlay")
-	if c.String("workdir") != "" && (!overlay || c.String("upper") == "") {
+	overlay, upper := c.Bool("kernel-overlay"), c.String("upper")
+	if c.String("workdir") != "" && (!overlay || upper == "") {
 		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
+	}
+	if c.Bool("image-server") && (local || upper != "" || overlay) {
+		return errors.New("mount: --image-server takes a REF, and neither --upper nor --kernel-overlay")
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +101,6 @@ func runMount(c *cli.Context) error {
 	var what string
 	var collect statusFunc
 	var closeAll func()
-	var shared *sharedImage
 	var err error
 	if local {
 		layers, closeAll, err = openLocalLayers(c.StringSlice("layer"))
@@ -110,20 +113,12 @@ func runMount(c *cli.Context) error {
 		}
 		// A recording mount must see every read of the image: it never
 		// shares one.
-		if overlay && c.String("record") == "" {
-			if shared, err = lockImage(src.img.Digest()); err != nil {
-				src.closeCache()
+		if overlay && upper != "" && c.String("record") == "" {
+			defer src.closeCache()
+			if err := mountShared(ctx, c, logger, src, mnt); err != nil {
 				return fmt.Errorf("mount: %w", err)
 			}
-			defer shared.unlock()
-			if shared.live(logger) {
-				src.closeCache()
-				return borrow(ctx, c, logger, shared, mnt, src.img.Name())
-			}
-			if err := shared.prepare(); err != nil {
-				src.closeCache()
-				return fmt.Errorf("mount: %w", err)
-			}
+			return nil
 		}
 		layers, what, collect, closeAll, err = src.open(ctx, c)
 	}
@@ -140,31 +135,28 @@ func runMount(c *cli.Context) error {
 		}
 		defer stopProfile()
 	}
-	return serve(ctx, c, logger, mnt, layers, what, collect, shared)
+	return serve(ctx, c, logger, mnt, layers, what, collect)
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
-// With --kernel-overlay, the union is mounted read-only and open-less in
-// shared's directory (or, when nil, a private one) and the container's
-// view (overlayfs with --upper, else a bind mount) on mnt; strata then
-// stops when that is unmounted, by whoever, and, for a shared image, once
-// no other view of the image is left.
-func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect statusFunc, shared *sharedImage) error {
+// With --kernel-overlay the union is read-only and open-less; with --upper
+// too, it is mounted in a private directory and kernel overlayfs on mnt,
+// and strata stops when that is unmounted, by whoever. An image server
+// (--image-server) serves until no overlay uses its mount, and ignores ctx.
+func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect statusFunc) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	upper, overlay := c.String("upper"), c.Bool("kernel-overlay")
+	upper, overlay, server := c.String("upper"), c.Bool("kernel-overlay"), c.Bool("image-server")
 	opts := []unionfs.Option{
 		unionfs.WithTimeout(c.Duration("timeout")),
 		unionfs.WithPassthrough(!c.Bool("no-passthrough")),
 		unionfs.WithDebug(c.Bool("debug")),
 		unionfs.WithLogger(logger),
-		unionfs.WithOpenless(overlay),
+		unionfs.WithOpenless(overlay || server),
 	}
 	fuseMnt := mnt
 	switch {
-	case shared != nil:
-		fuseMnt = shared.dir
-	case overlay:
+	case overlay && upper != "":
 		dir, err := privateMountpoint()
 		if err != nil {
 			return fmt.Errorf("mount: %w", err)
@@ -179,11 +171,7 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 		return fmt.Errorf("mount: %w", err)
 	}
 	if fuseMnt != mnt {
-		err := attach(c, fuseMnt, mnt)
-		if shared != nil {
-			shared.unlock()
-		}
-		if err != nil {
+		if err := attachOverlay(c, fuseMnt, mnt); err != nil {
 			srv.Unmount()
 			srv.Wait()
 			return fmt.Errorf("mount: %w", err)
@@ -196,50 +184,21 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
 	served := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		if fuseMnt != mnt {
-			detach(logger, mnt)
-		}
-		if shared != nil {
-			shared.release(logger)
-			return
-		}
-		if err := srv.Unmount(); err != nil {
-			logger.Printf("unmount %s: %v", fuseMnt, err)
-		}
-	}()
-	started := time.Now()
-	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: started}, collect)
-	if shared != nil { // for the mounts that borrow it
-		go publishStatus(served, logger, &status.Mount{Mountpoint: shared.dir, Source: what, PID: os.Getpid(), Started: started}, collect)
+	if server {
+		go serveUntilUnused(logger, mnt)
+	} else {
+		go func() {
+			<-ctx.Done()
+			if fuseMnt != mnt {
+				detach(logger, mnt)
+			}
+			if err := srv.Unmount(); err != nil {
+				logger.Printf("unmount %s: %v", fuseMnt, err)
+			}
+		}()
 	}
+	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
 	srv.Wait()
-	close(served)
-	if err := status.Remove(status.Dir(), mnt); err != nil {
-		logger.Print(err)
-	}
-	if shared != nil {
-		status.Remove(status.Dir(), shared.dir)
-	}
-	return nil
-}
-
-// borrow puts the container's view on an image another strata process
-// serves, and waits until it is unmounted.
-func borrow(ctx context.Context, c *cli.Context, logger *log.Logger, shared *sharedImage, mnt, what string) error {
-	err := attach(c, shared.dir, mnt)
-	shared.unlock()
-	if err != nil {
-		return fmt.Errorf("mount: %w", err)
-	}
-	logger.Printf("mounted %s on %s (the image is served by the strata process that mounted it first)", what, mnt)
-	served := make(chan struct{})
-	noLayers := func() ([]status.Layer, *status.Cache) { return nil, nil }
-	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now(), SharedImage: shared.dir}, noLayers)
-	if unionfs.WaitUnmounted(ctx, mnt) != nil {
-		detach(logger, mnt)
-	}
 	close(served)
 	if err := status.Remove(status.Dir(), mnt); err != nil {
 		logger.Print(err)
