@@ -35,6 +35,11 @@ func (r *Report) timesTable(b *strings.Builder) {
 	for _, p := range r.Peers {
 		head = append(head, r.Subject+"/"+p)
 	}
+	for _, a := range r.Also {
+		for _, p := range r.Peers {
+			head = append(head, a+"/"+p)
+		}
+	}
 	row(b, head...)
 	row(b, strings.Split(strings.Repeat("---,", len(head)-1)+"---", ",")...)
 	for _, s := range r.Scenarios {
@@ -44,6 +49,11 @@ func (r *Report) timesTable(b *strings.Builder) {
 		}
 		for _, p := range r.Peers {
 			cells = append(cells, ratioCell(s.Ratios, p))
+		}
+		for _, a := range r.Also {
+			for _, p := range r.Peers {
+				cells = append(cells, ratioCell(s.Ratios, a+"/"+p))
+			}
 		}
 		row(b, cells...)
 	}

@@ -11,12 +11,15 @@ import (
 // a noisy machine. Times are seconds; a ratio is subject time over peer
 // time, so below 1 means the subject is faster.
 type Report struct {
-	Title     string      `json:"title"`
-	Machine   Machine     `json:"machine"`
-	Setup     []Field     `json:"setup"`
-	Systems   []string    `json:"systems"`
-	Subject   string      `json:"subject"`
-	Peers     []string    `json:"peers"`
+	Title   string   `json:"title"`
+	Machine Machine  `json:"machine"`
+	Setup   []Field  `json:"setup"`
+	Systems []string `json:"systems"`
+	Subject string   `json:"subject"`
+	Peers   []string `json:"peers"`
+	// Also are more systems compared with every peer: their ratios are
+	// kept under "SYSTEM/PEER" (the subject's under the peer's name).
+	Also      []string    `json:"also,omitempty"`
 	Scenarios []*Scenario `json:"scenarios"`
 	Targets   []*Target   `json:"targets"`
 	// Errors are failures outside any one measurement (a system that could
@@ -96,8 +99,13 @@ func (r *Report) Finish() {
 		}
 		s.Ratios = map[string]float64{}
 		for _, p := range r.Peers {
-			if v, ok := r.ratio(s, p); ok {
+			if v, ok := r.ratio(s, r.Subject, p); ok {
 				s.Ratios[p] = v
+			}
+			for _, a := range r.Also {
+				if v, ok := r.ratio(s, a, p); ok {
+					s.Ratios[a+"/"+p] = v
+				}
 			}
 		}
 	}
@@ -115,8 +123,8 @@ func (r *Report) Finish() {
 	}
 }
 
-func (r *Report) ratio(s *Scenario, peer string) (float64, bool) {
-	a, b := s.Results[r.Subject], s.Results[peer]
+func (r *Report) ratio(s *Scenario, subject, peer string) (float64, bool) {
+	a, b := s.Results[subject], s.Results[peer]
 	if a == nil || b == nil || a.Summary == nil || b.Summary == nil || b.Summary.Median == 0 {
 		return 0, false
 	}

@@ -75,8 +75,8 @@ var wantSections = map[string][]string{
 }
 
 var wantSystems = map[string][]string{
-	"Cold start over loopback (quick)":     {"full-pull", "strata zstd:chunked", "strata estargz"},
-	"Warm reads, metadata, writes (quick)": {"strata", "overlayfs", "fuse-overlayfs", "native"},
+	"Cold start over loopback (quick)":     {"full-pull", "strata zstd:chunked", "strata estargz", "strata zstd:chunked kernel-overlay"},
+	"Warm reads, metadata, writes (quick)": {"strata", "strata kernel-overlay", "overlayfs", "fuse-overlayfs", "native"},
 }
 
 func checkSections(t *testing.T, res *suite.Result) {
@@ -145,8 +145,34 @@ func checkCounts(t *testing.T, res *suite.Result) {
 	if len(res.LinkChecks) != 2 {
 		t.Errorf("%d link checks, want the full GET and the Range GET on loopback", len(res.LinkChecks))
 	}
-	if os.Getenv("STARGZ_BIN") == "" && !slices.Contains(res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN unset") {
-		t.Errorf("not-run list %q does not say why stargz-snapshotter is missing", res.NotRun)
+	why := "stargz-snapshotter: not run: STARGZ_BIN unset"
+	if os.Getenv("STARGZ_BIN") != "" {
+		why = "stargz-snapshotter: not run: quick mode (STARGZ_BIN is set; it runs without -quick)"
+	}
+	if !slices.Contains(res.NotRun, why) {
+		t.Errorf("not-run list %q does not say why stargz-snapshotter is missing (%q)", res.NotRun, why)
+	}
+	checkFilesMemory(t, res)
+}
+
+// checkFilesMemory wants the quick form of the memory per 100,000 files:
+// the peak RSS of a strata mount of files-2k and of files-tiny after each
+// stage, and the figure derived from them.
+func checkFilesMemory(t *testing.T, res *suite.Result) {
+	t.Helper()
+	if len(res.FilesMemory) != 2 {
+		t.Fatalf("%d stages of memory per 100,000 files, want 2: %+v", len(res.FilesMemory), res.FilesMemory)
+	}
+	for _, fm := range res.FilesMemory {
+		if fm.Image != "files-2k" || fm.Files != 2000 || fm.Tiny != "files-tiny" || fm.TinyFiles != 100 {
+			t.Errorf("%s: images %s (%d files) against %s (%d files), want files-2k (2000) against files-tiny (100)",
+				fm.Stage, fm.Image, fm.Files, fm.Tiny, fm.TinyFiles)
+		}
+		for name, s := range map[string]*suite.Spread{fm.Image: fm.PeakRSS, fm.Tiny: fm.TinyRSS} {
+			if s == nil || s.Median < 1<<20 {
+				t.Errorf("%s: peak RSS of the %s mount %+v, want > 1 MiB", fm.Stage, name, s)
+			}
+		}
 	}
 }
 
@@ -156,7 +182,8 @@ func checkFiles(t *testing.T, out string, res *suite.Result) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"## Link check", "strata zstd:chunked/full-pull", "strata/overlayfs", "strata/fuse-overlayfs", "kernel:", "## Bytes", "## Memory"} {
+	for _, s := range []string{"## Link check", "strata zstd:chunked/full-pull", "strata/overlayfs", "strata/fuse-overlayfs", "strata kernel-overlay/overlayfs", "kernel:", "## Bytes", "## Memory",
+		"## Memory per 100,000 files"} {
 		if !bytes.Contains(md, []byte(s)) {
 			t.Errorf("suite.md lacks %q", s)
 		}

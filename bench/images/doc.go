@@ -15,6 +15,12 @@
 //	               python  a stdlib subset (top-level modules, lib-dynload, a few packages)
 //	               app     the same /app as debian-python
 //
+// Synthetic images, one layer each, written by Go alone (synthetic.go),
+// serve the scenarios the others cannot: bigfile-1g (one 1 GiB file, the
+// copy-up), files-100k, files-2k and files-tiny (that many small files in
+// nested directories: memory per 100,000 files, measured against the
+// tiny one). BuildSynthetic makes the ones asked for.
+//
 // debian-large is over 1 GB unpacked and over 50,000 files: the size at
 // which pulling a whole image hurts and lazy loading should pay. quick
 // is a few MB, builds in seconds with no network and no debootstrap, and

@@ -33,4 +33,18 @@
 // The caller registers Stop with a bench.Cleanups as soon as Start
 // returns (or fails: Stop is safe on a daemon that never mounted), so a
 // signal or a panic still unmounts everything.
+//
+// # stargz-snapshotter
+//
+// A [StargzNode] is the peer the field already has: containerd (Debian's
+// 1.6) with stargz-snapshotter's containerd-stargz-grpc as its proxy
+// snapshotter, both private to one directory (roots, state, configs,
+// sockets), driven with the ctr and ctr-remote command lines, so strata
+// needs no containerd Go module. Daemons that serve a socket rather than
+// a mount are services: ready when the socket answers, stopped by their
+// documented signal (SIGTERM for containerd, SIGINT for stargz, which
+// then unmounts its layers), then by SIGKILL, and they die with the
+// benchmark (Pdeathsig). Stop also deletes containers left by an
+// interrupted run and kills the runc shims still naming the node's
+// socket, the only processes of a node that are not its children.
 package peers

@@ -26,6 +26,13 @@ var PythonPrint = []string{"/usr/bin/python3", "-c", "print(1)"}
 func FirstOutput(ctx context.Context, root string, start time.Time, want string, argv ...string) (time.Duration, error) {
 	cmd := exec.CommandContext(ctx, "chroot", append([]string{root}, argv...)...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"}
+	return firstLine(ctx, cmd, start, want)
+}
+
+// firstLine runs cmd (made with ctx), returns the time from start to its
+// first line of output, then waits for it, untimed; it fails if cmd
+// failed or its first line does not start with want.
+func firstLine(ctx context.Context, cmd *exec.Cmd, start time.Time, want string) (time.Duration, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -44,9 +51,9 @@ func FirstOutput(ctx context.Context, root string, start time.Time, want string,
 	werr := cmd.Wait()
 	switch {
 	case werr != nil:
-		return 0, fmt.Errorf("chroot %s %s: %w: %s", root, strings.Join(argv, " "), werr, strings.TrimSpace(stderr.String()))
+		return 0, fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), werr, strings.TrimSpace(stderr.String()))
 	case rerr != nil || !strings.HasPrefix(line, want):
-		return 0, fmt.Errorf("chroot %s printed %q (%v), want %q", strings.Join(argv, " "), line, rerr, want)
+		return 0, fmt.Errorf("%s printed %q (%v), want %q", strings.Join(cmd.Args, " "), line, rerr, want)
 	}
 	return elapsed, nil
 }

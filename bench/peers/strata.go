@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/stratafs/strata/status"
@@ -20,8 +21,12 @@ func Strata(bin string, args []string, source, mnt, dir string) *Daemon {
 	if source != "" {
 		argv = append(argv, source)
 	}
+	fsType := "fuse.strata"
+	if slices.Contains(args, "--kernel-overlay") && slices.Contains(args, "--upper") {
+		fsType = "overlay" // kernel overlayfs over strata's image mount
+	}
 	return &Daemon{
-		Label: "strata", Argv: append(argv, mnt), Mnt: mnt, FSType: "fuse.strata",
+		Label: "strata", Argv: append(argv, mnt), Mnt: mnt, FSType: fsType,
 		Log: filepath.Join(dir, "strata.log"), StopArgv: []string{bin, "umount", mnt},
 	}
 }

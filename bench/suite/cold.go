@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,13 +17,23 @@ import (
 
 // System names, as the report's columns show them.
 const (
-	sysFullPull    = "full-pull"
-	sysStrataZC    = "strata zstd:chunked"
-	sysStrataES    = "strata estargz"
+	sysFullPull = "full-pull"
+	sysStrataZC = "strata zstd:chunked"
+	sysStrataES = "strata estargz"
+	// strata mount --kernel-overlay: strata serves the image read-only and
+	// open-less, kernel overlayfs the upper; mounts of one image share it.
+	sysStrataKovZC = "strata zstd:chunked kernel-overlay"
+	sysStrataKov   = "strata kernel-overlay"
 	sysStrata      = "strata"
 	sysOverlay     = "overlayfs"
 	sysFuseOverlay = "fuse-overlayfs"
 	sysNative      = "native"
+	// stargz-snapshotter in containerd 1.6 (STARGZ_BIN): the image's
+	// snapshot mounted on the host and the command chrooted in it, as the
+	// other systems run it; or the command in a runc container (`ctr run`),
+	// as containerd runs it.
+	sysStargz    = "stargz-snapshotter"
+	sysStargzCtr = "stargz ctr run"
 )
 
 // coldSystem is one way to start a container from the registry.
@@ -31,10 +42,27 @@ type coldSystem struct {
 	format images.Format
 }
 
-var coldSystems = []coldSystem{
-	{sysFullPull, images.Gzip},
-	{sysStrataZC, images.ZstdChunked},
-	{sysStrataES, images.EStargz},
+// coldSystems are the systems every cold section measures; with
+// STARGZ_BIN, stargzSystems come after them.
+var (
+	coldSystems = []coldSystem{
+		{sysFullPull, images.Gzip},
+		{sysStrataZC, images.ZstdChunked},
+		{sysStrataES, images.EStargz},
+		{sysStrataKovZC, images.ZstdChunked},
+	}
+	stargzSystems = []coldSystem{
+		{sysStargz, images.EStargz},
+		{sysStargzCtr, images.EStargz},
+	}
+)
+
+// runColdSystems lists the systems of this run's cold sections.
+func (r *runner) runColdSystems() []coldSystem {
+	if r.stargz == nil {
+		return coldSystems
+	}
+	return append(slices.Clone(coldSystems), stargzSystems...)
 }
 
 // coldScenario is what one cold run does once its system is up.
@@ -59,9 +87,13 @@ var coldScenarios = []coldScenario{
 // drop_caches.
 func (r *runner) coldSection(ctx context.Context, l *linkEnv) {
 	sec := &bench.Report{Title: fmt.Sprintf("Cold start over %s (%s)", l.link, r.cold.Name), Machine: r.res.Machine,
-		Subject: sysStrataZC, Peers: []string{sysFullPull, sysStrataES}}
-	for _, s := range coldSystems {
+		Subject: sysStrataZC, Peers: []string{sysFullPull, sysStrataES}, Also: []string{sysStrataKovZC}}
+	systems := r.runColdSystems()
+	for _, s := range systems {
 		sec.Systems = append(sec.Systems, s.name)
+	}
+	if r.stargz != nil {
+		sec.Peers = append(sec.Peers, sysStargz, sysStargzCtr)
 	}
 	sec.Setup = []bench.Field{
 		{Key: "link", Value: l.link.String() + " (netshape relay in front of docker-registry; the registry's byte count is the relay's)"},
@@ -69,18 +101,23 @@ func (r *runner) coldSection(ctx context.Context, l *linkEnv) {
 		{Key: "strata", Value: "`strata mount --upper U --cache FRESH REF MNT` (default prefetch) of the zstd-chunked / estargz tag"},
 		{Key: "runs", Value: fmt.Sprintf("%d; systems interleaved, order rotated each run; drop_caches before each", r.o.Runs)},
 	}
+	if r.stargz != nil {
+		sec.Setup = append(sec.Setup, r.stargzSetup()...)
+	}
 	r.res.Sections = append(r.res.Sections, sec)
 	for run := range r.o.Runs {
 		for _, sc := range coldScenarios {
 			if !r.o.wants(sc.group) && !(r.o.wants(ScenBytes) && sc.group == ScenCold) {
 				continue
 			}
-			for k := range coldSystems {
+			for k := range systems {
 				if ctx.Err() != nil {
 					return
 				}
-				sys := coldSystems[(run+k)%len(coldSystems)]
-				r.coldOne(ctx, sec, l, sys, sc, run)
+				sys := systems[(run+k)%len(systems)]
+				if applies(sc.name, sys.name) {
+					r.coldOne(ctx, sec, l, sys, sc, run)
+				}
 			}
 		}
 		if r.o.wants(ScenScaling) {
@@ -121,7 +158,11 @@ func (r *runner) start(ctx context.Context, sys coldSystem, ref, dir, cache stri
 	if err := os.MkdirAll(upper, 0o755); err != nil {
 		return nil, err
 	}
-	d := peers.Strata(r.o.Strata, []string{"--upper", upper, "--cache", cache}, ref, st.mnt, dir)
+	args := []string{"--upper", upper, "--cache", cache}
+	if sys.name == sysStrataKovZC {
+		args = append(args, "--kernel-overlay")
+	}
+	d := peers.Strata(r.o.Strata, args, ref, st.mnt, dir)
 	st.stop = r.clean.Add(d.Stop)
 	if err := d.Start(ctx); err != nil {
 		return nil, errors.Join(err, st.stop())
@@ -136,7 +177,11 @@ func (r *runner) coldOne(ctx context.Context, sec *bench.Report, l *linkEnv, sys
 	defer cancel()
 	dir := filepath.Join(r.o.Work, "cold", l.link.Name, fmt.Sprintf("run%d-%s-%s", run, slug(sys.name), slug(sc.name)))
 	bytesRow := row(&r.res.Bytes, sec.Title, sc.name, sys.name, 0)
-	secs, err := r.coldMeasure(ctx, l, sys, sc, dir, bytesRow)
+	measure := r.coldMeasure
+	if isStargz(sys.name) {
+		measure = r.stargzMeasure
+	}
+	secs, err := measure(ctx, l, sys, sc, dir, bytesRow)
 	if r.o.wants(sc.group) {
 		sec.Scenario(sc.name, sc.doc, 0).Record(sys.name, secs, err)
 	}

@@ -2,7 +2,7 @@ package suite
 
 import (
 	"fmt"
-	"slices"
+	"strings"
 
 	"github.com/stratafs/strata/bench"
 )
@@ -22,6 +22,8 @@ type Result struct {
 	Sections []*bench.Report `json:"sections"`
 	Bytes    []*CountRow     `json:"bytes"`
 	Memory   []*CountRow     `json:"memory"`
+	// FilesMemory is the memory per 100,000 files, one entry per stage.
+	FilesMemory []*FilesMemory `json:"files_memory,omitempty"`
 	// NotRun names systems or scenarios left out, and why.
 	NotRun []string `json:"not_run,omitempty"`
 	Errors []string `json:"errors,omitempty"`
@@ -120,8 +122,16 @@ func (r *Result) Missing() []string {
 }
 
 // applies says which system a scenario is measured on: every system of
-// its section but native for copy-up (a plain directory has nothing to
-// copy up).
+// its section, except native for the copy-ups (a plain directory has
+// nothing to copy up), stargz-snapshotter for the scaling scenarios (it
+// is measured on single starts), and `ctr run` for the full read (a
+// reader in a container is not the host reader every other system gets).
 func applies(scenario, system string) bool {
-	return !(system == sysNative && slices.Contains([]string{"copy-up"}, scenario))
+	switch {
+	case system == sysNative:
+		return !strings.HasPrefix(scenario, "copy-up")
+	case isStargz(system):
+		return !strings.HasPrefix(scenario, "scale:") && !(system == sysStargzCtr && scenario == "full read")
+	}
+	return true
 }

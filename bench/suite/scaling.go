@@ -21,6 +21,7 @@ func (r *runner) scaling(ctx context.Context, sec *bench.Report, l *linkEnv, run
 		name := fmt.Sprintf("scale: %d containers", n)
 		doc := fmt.Sprintf("%d containers of the image started at once from nothing local, until each has printed `python3 -c 'print(1)'`; "+
 			"full-pull pulls once, strata's mounts share one cache", n)
+		// stargz-snapshotter is measured on single starts only.
 		for k := range coldSystems {
 			if ctx.Err() != nil {
 				return

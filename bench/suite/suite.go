@@ -27,6 +27,12 @@ type runner struct {
 	// cold is the image of the cold-start scenarios, local the image of
 	// the local ones (the same with Quick).
 	cold, local *images.Image
+	// big holds the 1 GiB file of the copy-up (nil with Quick); many and
+	// tiny are the memory scenario's images (files-100k or, with Quick,
+	// files-2k; files-tiny). Each is nil when its scenario does not run.
+	big, many, tiny *images.Image
+	// stargz is set when stargz-snapshotter is measured (STARGZ_BIN).
+	stargz *stargzEnv
 }
 
 // linkEnv is one link: its relay in front of the registry.
@@ -95,10 +101,8 @@ func (r *runner) setup(ctx context.Context) error {
 		r.links = append(r.links, &linkEnv{link: l, relay: rl})
 		r.res.Links = append(r.res.Links, l.String())
 	}
-	if os.Getenv("STARGZ_BIN") == "" {
-		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN unset")
-	} else {
-		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN is set, but driving it (containerd + its snapshotter) is not implemented in the suite yet")
+	if err := r.setupStargz(ctx); err != nil {
+		return err
 	}
 	return r.checkLinks(ctx)
 }
@@ -178,21 +182,47 @@ func (r *runner) images(ctx context.Context) error {
 	if r.cold == nil || r.local == nil {
 		return fmt.Errorf("suite: images missing from %s", set.CacheDir)
 	}
-	for _, im := range r.used() {
-		if len(r.res.Images) > 0 && r.res.Images[0].Name == im.Name {
-			r.res.Images[0].Used += "; warm reads, metadata, writes, memory"
+	if err := r.syntheticImages(ctx, io); err != nil {
+		return err
+	}
+	for _, p := range r.pushes() {
+		if len(r.res.Images) > 0 && r.res.Images[0].Name == p.im.Name {
+			r.res.Images[0].Used += "; " + p.used
 			continue
 		}
-		info := ImageInfo{Name: im.Name, Entries: im.Entries, Files: im.Files, UnpackedBytes: im.UnpackedBytes,
-			Compressed: map[string]int64{}, Used: "cold start, full read, bytes, scaling"}
-		if im == r.local && im != r.cold {
-			info.Used = "warm reads, metadata, writes, memory"
-		}
-		for _, v := range im.Variants {
+		info := ImageInfo{Name: p.im.Name, Entries: p.im.Entries, Files: p.im.Files, UnpackedBytes: p.im.UnpackedBytes,
+			Compressed: map[string]int64{}, Used: p.used}
+		for _, v := range p.im.Variants {
 			info.Compressed[v.Tag] = v.CompressedBytes
 		}
 		r.res.Images = append(r.res.Images, info)
 	}
+	return nil
+}
+
+// syntheticImages builds or finds the images made by Go alone: the 1 GiB
+// file of the copy-up (not with Quick) and the memory scenario's many and
+// tiny file trees, each only when its scenario runs.
+func (r *runner) syntheticImages(ctx context.Context, io images.Options) error {
+	var names []string
+	if r.o.wants(ScenWrites) && !r.o.Quick {
+		names = append(names, images.BigFile)
+	}
+	many := images.Files100k
+	if r.o.Quick {
+		many = images.Files2k
+	}
+	if r.o.wants(ScenMemory) {
+		names = append(names, many, images.FilesTiny)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	set, err := images.BuildSynthetic(ctx, io, names...)
+	if err != nil {
+		return err
+	}
+	r.big, r.many, r.tiny = set.Image(images.BigFile), set.Image(many), set.Image(images.FilesTiny)
 	return nil
 }
 
@@ -206,11 +236,15 @@ func (r *runner) startRegistry(ctx context.Context) error {
 	r.reg = reg
 	r.clean.Add(reg.Stop)
 	pushed := map[string]bool{}
-	for _, im := range r.used() {
-		for _, v := range im.Variants {
-			ref := im.Name + ":" + v.Tag
+	for _, p := range r.pushes() {
+		for _, f := range p.formats {
+			ref := p.im.Name + ":" + f.Tag()
 			if pushed[ref] {
 				continue
+			}
+			v := p.im.Variant(f)
+			if v == nil {
+				return fmt.Errorf("suite: %s has no %s variant", p.im.Name, f)
 			}
 			r.logf("push %s to %s", v.Location, reg.Ref(ref))
 			if _, err := reg.Push(ctx, v.Location, ref); err != nil {
@@ -222,30 +256,51 @@ func (r *runner) startRegistry(ctx context.Context) error {
 	return nil
 }
 
-// used lists the images the selected groups need: the local image only
-// when the local section runs.
-func (r *runner) used() []*images.Image {
+// push is an image the selected scenarios need in the registry, the
+// formats they read, and what for.
+type push struct {
+	im      *images.Image
+	formats []images.Format
+	used    string
+}
+
+// pushes lists the images the selected groups need: the cold image always,
+// the local one when the local section runs, the synthetic ones in the
+// only formats their scenarios read (gzip is what a full pull extracts).
+func (r *runner) pushes() []push {
+	out := []push{{r.cold, images.Formats, "cold start, full read, bytes, scaling"}}
 	if r.wantsLocal() {
-		return []*images.Image{r.cold, r.local}
+		out = append(out, push{r.local, images.Formats, "warm reads, metadata, writes, memory"})
 	}
-	return []*images.Image{r.cold}
+	if r.big != nil {
+		out = append(out, push{r.big, []images.Format{images.Gzip, images.ZstdChunked}, "copy-up of a 1 GiB file"})
+	}
+	for _, im := range []*images.Image{r.many, r.tiny} {
+		if im != nil {
+			out = append(out, push{im, []images.Format{images.ZstdChunked}, "memory per 100,000 files"})
+		}
+	}
+	return out
 }
 
 func (r *runner) wantsLocal() bool {
 	return r.o.wants(ScenWarm) || r.o.wants(ScenMeta) || r.o.wants(ScenWrites)
 }
 
-// measure runs the selected groups: cold sections per link, then the
-// local section.
+// measure runs the selected groups: cold sections per link, the local
+// section, then memory per 100,000 files.
 func (r *runner) measure(ctx context.Context) {
 	for _, l := range r.links {
 		if r.o.wants(ScenCold) || r.o.wants(ScenFullRead) || r.o.wants(ScenBytes) || r.o.wants(ScenScaling) {
 			r.coldSection(ctx, l)
 		}
 	}
-	// Memory alone is measured in the cold sections; the local section
-	// adds its figure when it runs for its own scenarios.
+	// Peak RSS is read in the cold sections and, when it runs for its own
+	// scenarios, the local section; memory per 100,000 files has its own.
 	if r.wantsLocal() && ctx.Err() == nil {
 		r.localSection(ctx)
+	}
+	if r.many != nil && ctx.Err() == nil {
+		r.filesMemory(ctx)
 	}
 }

@@ -61,7 +61,9 @@ func (r *Result) Markdown() string {
 		"up to the first output (HTTP framing included); strata fetched/served = `strata stat --json` summed over layers one status refresh later "+
 		"(background prefetch in that second included); read by the command = bytes the full read read.", r.Bytes, 1e6, "MB")
 	countsMarkdown(&b, "Memory", "peak RSS (VmHWM) of the FUSE server process, MB, median (min–max). "+
-		"The last column scales it to 100,000 entries of the image (peak / entries × 100,000): a fixed cost dominates a small image, so it is an upper bound there.", r.Memory, 1e6, "MB")
+		"The last column scales it to 100,000 entries of the image (peak / entries × 100,000): a fixed cost dominates a small image, so it is an upper bound there; "+
+		"the next table measures the cost per file.", r.Memory, 1e6, "MB")
+	filesMemoryMarkdown(&b, r.FilesMemory)
 	if len(r.Plots) > 0 {
 		b.WriteString("\n## Plots\n\n")
 		for _, p := range r.Plots {

@@ -7,6 +7,12 @@
 //	go run ./bench/cmd/suite                      # full: about an hour on 2 cores
 //	go run ./bench/cmd/suite -quick               # smoke test: small image, 1 run, loopback
 //	go run ./bench/cmd/suite -runs 3 -links loopback,100M20ms -scenarios cold,fullread,bytes
+//	STARGZ_BIN=DIR go run ./bench/cmd/suite -scenarios cold,fullread,bytes   # + stargz-snapshotter
+//
+// STARGZ_BIN is a directory holding stargz-snapshotter's
+// containerd-stargz-grpc and ctr-remote, built by the user; with it the
+// cold sections also measure stargz-snapshotter in Debian's containerd
+// (installed with apt-get if missing), except with -quick.
 //
 // It needs root (mounts, chroot, drop_caches) and runs from the module
 // root (it builds ./cmd/strata). SIGINT or SIGTERM stops it after
