@@ -47,7 +47,8 @@ func mountCommand() *cli.Command {
 			"kernel overlayfs provides the writable layer on top: strata's own union\n" +
 			"costs a round trip to strata per open and serves writes itself; this\n" +
 			"mode costs neither, and keeps the kernel's page cache of each file\n" +
-			"across opens.\n\n" +
+			"across opens. Mounts of one image share one image server and its page\n" +
+			"cache (see README).\n\n" +
 			"Examples:\n" +
 			"   strata mount --upper ctr/upper 127.0.0.1:5000/app:latest /mnt/ctr\n" +
 			"   strata mount --layer base/ --layer app/ --upper ctr/upper /mnt/ctr\n" +
