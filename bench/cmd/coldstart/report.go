@@ -74,6 +74,9 @@ func (b *benchmark) report() *coldReport {
 		r.Setup = append(r.Setup, bench.Field{Key: n[0], Value: n[1]})
 	}
 	r.Setup = append(r.Setup, bench.Field{Key: "runs", Value: fmt.Sprintf("%d per system, interleaved, sync + drop_caches before each", b.opts.runs)})
+	if len(b.opts.mountArgs) > 0 {
+		r.Setup = append(r.Setup, bench.Field{Key: "strata mount flags", Value: "`" + strings.Join(b.opts.mountArgs, " ") + "`"})
+	}
 	for _, f := range systems[1:] {
 		first := r.Scenario("first-output "+f, fmt.Sprintf(firstDoc, f), 0)
 		ready := r.Scenario("mounted "+f, fmt.Sprintf(readyDoc, f), 0)
