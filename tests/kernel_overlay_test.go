@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -128,19 +127,6 @@ func checkNoImageMounts(t *testing.T) {
 	}
 }
 
-// blobCounter counts the blob requests a registry receives.
-type blobCounter struct {
-	n    atomic.Int64
-	next http.Handler
-}
-
-func (c *blobCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.Contains(r.URL.Path, "/blobs/") {
-		c.n.Add(1)
-	}
-	c.next.ServeHTTP(w, r)
-}
-
 // TestKernelOverlaySharedImage: two --kernel-overlay mounts of one image
 // share one image mount, so the second serves what the first fetched with
 // no request. Each mount process ends when its own overlay is unmounted;
@@ -148,7 +134,7 @@ func (c *blobCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestKernelOverlaySharedImage(t *testing.T) {
 	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	fx := registryFixture(t)
-	counter := &blobCounter{}
+	counter := &countingHandler{only: "/blobs/"}
 	host := startRegistry(t, func(next http.Handler) http.Handler { counter.next = next; return counter })
 	ref := pushImage(t, host+"/strata/shared:zstd", lazyImage(t, fx.blobs[fmtZstd]))
 	base := t.TempDir()
