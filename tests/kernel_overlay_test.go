@@ -83,7 +83,9 @@ func TestKernelOverlayUnmount(t *testing.T) {
 
 // checkNoImageMounts fails the test if an image mount of --kernel-overlay
 // is left 10 s after the last overlay on it was unmounted (its image
-// server notices at once), or a private one outlived its strata process.
+// server notices at once). The directories may stay: a mount namespace
+// made meanwhile (ip netns exec, a container) holds copies of the mounts
+// of its time, and rmdir of a mountpoint there fails.
 func checkNoImageMounts(t *testing.T) {
 	t.Helper()
 	dir := os.Getenv("STRATA_RUNTIME_DIR")
@@ -91,7 +93,7 @@ func checkNoImageMounts(t *testing.T) {
 		dir = "/run/strata"
 	}
 	images := filepath.Join(dir, "images") + "/"
-	var left, dirs []string
+	var left []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		left = left[:0]
 		f, err := os.Open("/proc/self/mountinfo")
@@ -106,24 +108,14 @@ func checkNoImageMounts(t *testing.T) {
 			}
 		}
 		f.Close()
-		dirs = dirs[:0]
-		all, _ := filepath.Glob(images + "*")
-		for _, p := range all {
-			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-				dirs = append(dirs, p)
-			}
-		}
-		if len(left)+len(dirs) == 0 || time.Now().After(deadline) {
+		if len(left) == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
 	for _, p := range left {
-		t.Errorf("image mount left behind: %s", p)
+		log, _ := os.ReadFile(p + ".log")
+		t.Errorf("image mount left behind: %s (image server's log: %s)", p, log)
 		unix.Unmount(p, unix.MNT_DETACH)
-	}
-	for _, p := range dirs {
-		t.Errorf("image mountpoint left behind: %s", p)
-		os.Remove(p)
 	}
 }
 
