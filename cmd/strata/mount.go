@@ -281,9 +281,6 @@ func openLocalLayers(dirs []string) ([]layer.Layer, func(), error) {
 	return layers, closeAll, nil
 }
 
-// openImage resolves the image reference and opens each layer: lazily from
-// its TOC, or by streaming its blob. It also returns how to read the layers'
-// counters for the status file, and what to close at the end.
 // imageSource is a resolved image whose layers are not open yet, with the
 // cache its layers will use.
 type imageSource struct {
@@ -315,8 +312,10 @@ func prepareImage(ctx context.Context, c *cli.Context) (*imageSource, error) {
 	return &imageSource{img: img, disk: disk, lopts: lopts, prefetch: prefetch, closeCache: closeCache}, nil
 }
 
-// open opens the image's layers (fetching their TOCs) and starts their
-// prefetch. Its closeAll also closes the cache; on error, open closes it.
+// open opens each layer of the image: lazily from its TOC (fetched now,
+// prefetch started), or by streaming its blob. It also returns how to read
+// the layers' counters for the status file, and what to close at the end,
+// the cache included; on error, open closes the cache itself.
 func (s *imageSource) open(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
 	img, disk, lopts, prefetch, closeCache := s.img, s.disk, s.lopts, s.prefetch, s.closeCache
 	ils, sls, blobs, err := imageLayers(img)
