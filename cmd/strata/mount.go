@@ -185,9 +185,14 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
 	served := make(chan struct{})
+	unused := make(chan struct{}) // an image server's unmount is done
 	if server {
-		go serveUntilUnused(logger, mnt)
+		go func() {
+			serveUntilUnused(logger, mnt)
+			close(unused)
+		}()
 	} else {
+		close(unused)
 		go func() {
 			<-ctx.Done()
 			if fuseMnt != mnt {
@@ -200,6 +205,9 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 	}
 	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
 	srv.Wait()
+	// The connection can end as soon as the image server unmounts its
+	// image: let it finish (remove the directory and its log) first.
+	<-unused
 	close(served)
 	if err := status.Remove(status.Dir(), mnt); err != nil {
 		logger.Print(err)
