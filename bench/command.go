@@ -24,10 +24,7 @@ const stderrKeep = 2048
 // carrying the tail of the command's stderr.
 func Time(ctx context.Context, name string, args ...string) (time.Duration, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// A child stuck in a hung FUSE request may keep the stderr pipe open.
-	cmd.WaitDelay = 5 * time.Second
+	KillGroupOnCancel(cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -40,6 +37,16 @@ func Time(ctx context.Context, name string, args ...string) (time.Duration, erro
 		return elapsed, fmt.Errorf("%s: %w%s", strings.Join(cmd.Args, " "), err, tail(stderr.Bytes()))
 	}
 	return elapsed, nil
+}
+
+// KillGroupOnCancel makes cmd (made with exec.CommandContext) run in its
+// own process group, all of which gets SIGKILL when the context ends, and
+// stops waiting for its output 5 s after that: a child stuck in a hung
+// FUSE request may keep the pipes open.
+func KillGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 }
 
 // Shell times a bash script run with pipefail, so a failing find in

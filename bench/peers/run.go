@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/stratafs/strata/bench"
 )
 
 // PythonPrint is the smallest useful container command: start the
@@ -33,9 +34,7 @@ func FirstOutput(ctx context.Context, root string, start time.Time, want string,
 // first line of output, then waits for it, untimed; it fails if cmd
 // failed or its first line does not start with want.
 func firstLine(ctx context.Context, cmd *exec.Cmd, start time.Time, want string) (time.Duration, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	bench.KillGroupOnCancel(cmd)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

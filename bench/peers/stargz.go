@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stratafs/strata/bench"
 	"golang.org/x/sys/unix"
 )
 
@@ -208,9 +209,7 @@ func (n *StargzNode) Alive() error {
 func (n *StargzNode) ctr(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	argv := append([]string{"-a", n.Sock, "-n", stargzNamespace}, args...)
 	cmd := exec.CommandContext(ctx, bin, argv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	bench.KillGroupOnCancel(cmd)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
