@@ -187,6 +187,11 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 	served := make(chan struct{})
 	unused := make(chan struct{}) // an image server's unmount is done
 	if server {
+		if lock, err := holdServerLock(mnt); err != nil {
+			logger.Printf("image %s: %v", mnt, err)
+		} else {
+			defer lock.Close() // after everything else: the process is as good as gone
+		}
 		go func() {
 			serveUntilUnused(logger, mnt)
 			close(unused)
@@ -218,8 +223,8 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 // privateMountpoint makes an empty directory, reachable by root only, for
 // the image under a --kernel-overlay mount.
 func privateMountpoint() (string, error) {
-	parent := filepath.Join(status.Dir(), "images")
-	if err := os.MkdirAll(parent, 0o700); err != nil {
+	parent, err := imagesDir()
+	if err != nil {
 		return "", err
 	}
 	return os.MkdirTemp(parent, "image-")

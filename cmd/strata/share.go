@@ -47,11 +47,18 @@ func imageDir(digest string) (string, error) {
 	if hex == digest || len(hex) != 64 || strings.ContainsAny(hex, "./") {
 		return "", fmt.Errorf("image digest %q: want sha256:<64 hex digits>", digest)
 	}
-	parent := filepath.Join(status.Dir(), "images")
-	if err := os.MkdirAll(parent, 0o700); err != nil {
+	parent, err := imagesDir()
+	if err != nil {
 		return "", err
 	}
 	return filepath.Join(parent, hex), nil
+}
+
+// imagesDir is where --kernel-overlay mounts their images, made if
+// missing, for root only.
+func imagesDir() (string, error) {
+	parent := filepath.Join(status.Dir(), "images")
+	return parent, os.MkdirAll(parent, 0o700)
 }
 
 // lockImage takes the lock of the image mounted (or to be) at dir.
@@ -164,6 +171,42 @@ func logTail(path string) string {
 	return ": " + lines[len(lines)-1]
 }
 
+// holdServerLock marks this process as the image server of dir until the
+// returned file is closed, or the process ends: it holds a shared flock on
+// DIR.server.
+func holdServerLock(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir+".server", os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// waitServerGone returns, after a mount's own overlay is gone, once the
+// image server has exited, unless another overlay still uses the image
+// (or 10 s passed): a node that stops its last container then finds
+// nothing of it left running.
+func waitServerGone(dir string) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, err := unionfs.OverlaysOn(dir); err != nil || n > 0 {
+			return
+		}
+		f, err := os.Open(dir + ".server")
+		if err != nil {
+			return
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		f.Close()
+		if err == nil {
+			return
+		}
+	}
+}
+
 // serveUntilUnused unmounts the image at dir once no overlay in this
 // mount namespace has it as its lower layer. (Unmounting it does not fail
 // while overlays use it: overlayfs holds layers by private clones of their
@@ -253,6 +296,7 @@ func mountShared(ctx context.Context, c *cli.Context, logger *log.Logger, src *i
 	if unionfs.WaitUnmounted(ctx, mnt) != nil {
 		detach(logger, mnt)
 	}
+	waitServerGone(dir)
 	close(served)
 	if err := status.Remove(status.Dir(), mnt); err != nil {
 		logger.Print(err)
