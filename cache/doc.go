@@ -29,15 +29,16 @@
 //
 // # Writing: temp file, then rename
 //
-// Put first checks that the data matches the digest it is given (and
-// refuses it otherwise), then writes it to a new temp file in DIR/tmp and
+// Put first checks that the data matches the digest it is given (and refuses
+// it otherwise; PutVerified skips that hash for a caller that has just made
+// it, as package lazy has), then writes it to a new temp file in DIR/tmp and
 // renames that onto its entry's path. PutFile streams a file of any size
 // through a hash into a temp file and renames it in only if the size and
-// digest are the ones announced (else ErrMismatch); it never holds the
-// file in memory. The rename is renameat2(RENAME_NOREPLACE): an entry
-// already there is kept, and of two writers racing on one digest exactly
-// one stores it. rename(2) is atomic within a file system, so an entry's
-// path holds either nothing or complete bytes, never a partial file.
+// digest are the ones announced (else ErrMismatch); it never holds the file
+// in memory. The rename is renameat2(RENAME_NOREPLACE): an entry already
+// there is kept, and of two writers racing on one digest exactly one stores
+// it. rename(2) is atomic within a file system, so an entry's path holds
+// either nothing or complete bytes, never a partial file.
 //
 // A writer holds an exclusive flock on its temp file until it is renamed
 // or removed. A crash, a kill or a full disk at any point leaves at most a
@@ -107,22 +108,26 @@
 //
 //   - a Put or PutFile that stores an entry adds its size and one entry,
 //     after the rename (a writer that finds the entry there adds nothing);
+//     a Store writes what it added within 100 ms, in one update for all
+//     the entries it stored meanwhile (an update costs as much as storing
+//     a small chunk), and at once on Stats, Close and before a sweep;
 //   - eviction subtracts what it removed;
 //   - a scan (by the evictor or GC) reconciles it: it sets the record to
 //     what the scan counted, plus what other processes added to the record
 //     while the scan ran.
 //
 // Removing a corrupt entry, or an entry removed by hand, changes nothing:
-// the record errs high until the next scan, which is the safe side (it
-// only brings the next sweep forward). The error low is bounded: a process
-// killed between its rename and its update loses one entry's count, and a
-// waiter that cannot get the lock in half a second (its holder stopped)
-// gives up and logs. A missing, empty or torn record (a CRC guards it)
-// reads as zero and "not reconciled": the adjustments still add up from
-// there, and the next scan adds the base. Open writes a reconciled zero
-// record when the cache has neither a record nor an entry (a new cache);
-// a cache from before the record existed gets one at the first sweep.
-// Stats reports the estimate, or -1 while it is not reconciled.
+// the record errs high until the next scan, which is the safe side (it only
+// brings the next sweep forward). The error low is bounded: a process killed
+// between its renames and its update loses the count of the entries it
+// stored in its last 100 ms, and a waiter that cannot get the lock in half a
+// second (its holder stopped) gives up and logs. A missing, empty or torn
+// record (a CRC guards it) reads as zero and "not reconciled": the
+// adjustments still add up from there, and the next scan adds the base. Open
+// writes a reconciled zero record when the cache has neither a record nor an
+// entry (a new cache); a cache from before the record existed gets one at
+// the first sweep. Stats reports the estimate, or -1 while it is not
+// reconciled.
 //
 // # Eviction
 //

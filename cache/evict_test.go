@@ -42,6 +42,7 @@ func TestEvictionLRU(t *testing.T) {
 		// Chunk i was last used n-i hours ago: chunk 0 is the oldest.
 		backdate(t, entryPath(dir, d), time.Duration(n-i)*time.Hour)
 	}
+	u.Close() // writes its additions to the usage record
 	checked, ch := signal()
 	s, err := Open(dir, WithLogger(testLogger(t)), WithMaxSize(7000), withTestHooks(testHooks{checked: checked}))
 	if err != nil {

@@ -50,6 +50,8 @@ type Store struct {
 	// touches, scanned and hashes count atime updates, entries visited by
 	// scans and file entries hashed by OpenFile, for the tests.
 	touches, scanned, hashes atomic.Int64
+
+	pending pendingUsage // usage record changes not written yet
 }
 
 // Stats counts what a Store has done since Open, in this process only,
@@ -165,6 +167,7 @@ func (s *Store) prepare() error {
 // evicts again.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.flushUsage()
 		if s.stop != nil {
 			s.stop()
 			<-s.done
@@ -309,12 +312,22 @@ func (s *Store) discard(p string, f *os.File) {
 // Put stores data under d if d is valid and data matches it; anything else
 // is refused. An entry already present is left as it is.
 func (s *Store) Put(d digest.Digest, data []byte) {
-	if err := s.put(d, data); err != nil {
+	if err := s.put(d, data, true); err != nil {
 		s.opts.logger.Warn("cache: put", "digest", d, "err", err)
 	}
 }
 
-func (s *Store) put(d digest.Digest, data []byte) error {
+// PutVerified is Put for a caller that has just hashed data against d
+// itself, as package lazy does before it stores a chunk: the bytes are not
+// hashed a second time. Everything else is as Put, and Get still verifies
+// every entry it reads.
+func (s *Store) PutVerified(d digest.Digest, data []byte) {
+	if err := s.put(d, data, false); err != nil {
+		s.opts.logger.Warn("cache: put", "digest", d, "err", err)
+	}
+}
+
+func (s *Store) put(d digest.Digest, data []byte, check bool) error {
 	p, err := s.path(KindChunk, d)
 	if err != nil {
 		s.rejected.Add(1)
@@ -326,9 +339,11 @@ func (s *Store) put(d digest.Digest, data []byte) error {
 	}
 	// Hashing here rather than on the way to disk costs the same and
 	// refuses bad data before it touches the disk.
-	if got := d.Algorithm().FromBytes(data); got != d {
-		s.rejected.Add(1)
-		return fmt.Errorf("cache: data is %s, refused", got)
+	if check {
+		if got := d.Algorithm().FromBytes(data); got != d {
+			s.rejected.Add(1)
+			return fmt.Errorf("cache: data is %s, refused", got)
+		}
 	}
 	if _, err := os.Lstat(p); err == nil {
 		return nil

@@ -448,3 +448,53 @@ func mtime(t *testing.T, p string) time.Time {
 	}
 	return fi.ModTime()
 }
+
+// TestPutVerified: PutVerified trusts its caller's hash, but what it
+// stores is still verified by every Get, so wrong bytes given to it are
+// never served.
+func TestPutVerified(t *testing.T) {
+	s, _ := newStore(t)
+	data, d := chunk(30)
+	s.PutVerified(d, data)
+	if got, ok := s.Get(d); !ok || !bytes.Equal(got, data) {
+		t.Fatalf("Get after PutVerified = %d bytes, %v", len(got), ok)
+	}
+	other, _ := chunk(31)
+	_, d2 := chunk(32)
+	s.PutVerified(d2, other) // a caller's bug
+	if got, ok := s.Get(d2); ok {
+		t.Fatalf("Get served %d bytes that do not match their digest", len(got))
+	}
+	if st := s.Stats(); st.Corrupt != 1 {
+		t.Errorf("Stats = %+v, want 1 corrupt entry found", st)
+	}
+}
+
+// TestUsageRecordBatched: a Store writes its additions to the shared usage
+// record together, soon after them, without a Stats or Close of its own,
+// so another process sharing the cache sees them.
+func TestUsageRecordBatched(t *testing.T) {
+	s, dir := newStore(t)
+	other, err := Open(dir, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var want int64
+	for i := range 50 {
+		data, d := chunk(200 + i)
+		s.Put(d, data)
+		want += int64(len(data))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := other.Stats()
+		if st.Entries == 50 && st.Bytes == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage record seen by another Store: %d entries, %d bytes; want 50, %d", st.Entries, st.Bytes, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

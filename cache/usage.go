@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -112,9 +113,11 @@ func (s *Store) updateUsage(fn func(r *usageRecord, found bool) bool) (usageReco
 	return r, nil
 }
 
-// readUsage reads the record under a shared lock; a missing or invalid
-// record is the zero record.
+// readUsage reads the record under a shared lock, after writing this
+// Store's pending additions to it; a missing or invalid record is the zero
+// record.
 func (s *Store) readUsage() (usageRecord, error) {
+	s.flushUsage()
 	f, err := os.Open(filepath.Join(s.dir, usageFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return usageRecord{}, nil
@@ -171,11 +174,48 @@ func (s *Store) adjustUsage(dBytes, dEntries int64) (usageRecord, error) {
 	return r, err
 }
 
-// added counts a new entry of n bytes in the record, and wakes the
-// evictor when the record says the cache is over its cap, or does not
-// know.
+// usageFlush is how long a new entry may wait to be counted in the usage
+// record: entries stored within it cost one update of the record together
+// instead of one each (a flock, a read and a write apiece, which cost as
+// much as storing a small chunk).
+const usageFlush = 100 * time.Millisecond
+
+// pendingUsage is what a Store has added and not yet written to the usage
+// record; a timer writes it, and so do Stats and Close.
+type pendingUsage struct {
+	mu             sync.Mutex
+	bytes, entries int64
+	timer          *time.Timer // set while a flush is due
+}
+
+// added counts a new entry of n bytes, to be written to the usage record
+// within usageFlush.
 func (s *Store) added(n int64) {
-	r, err := s.adjustUsage(n, 1)
+	s.pending.mu.Lock()
+	defer s.pending.mu.Unlock()
+	s.pending.bytes += n
+	s.pending.entries++
+	if s.pending.timer == nil {
+		s.pending.timer = time.AfterFunc(usageFlush, s.flushUsage)
+	}
+}
+
+// flushUsage writes the pending additions to the usage record, and wakes
+// the evictor when the record says the cache is over its cap, or does not
+// know.
+func (s *Store) flushUsage() {
+	s.pending.mu.Lock()
+	n, entries := s.pending.bytes, s.pending.entries
+	s.pending.bytes, s.pending.entries = 0, 0
+	if s.pending.timer != nil {
+		s.pending.timer.Stop()
+		s.pending.timer = nil
+	}
+	s.pending.mu.Unlock()
+	if entries == 0 {
+		return
+	}
+	r, err := s.adjustUsage(n, entries)
 	if err != nil || s.kick == nil {
 		return
 	}
