@@ -172,7 +172,7 @@ func (l *Layer) finish(c *chunk, cl *call, data []byte, err error) {
 	switch {
 	case err == nil:
 		l.stats.fetches.Add(1)
-		l.store.Put(c.digest, data)
+		put(l.store, c.digest, data)
 	case !canceled(err): // a reader gone or a layer closed is not a failed fetch
 		l.stats.failed(err)
 	}

@@ -61,6 +61,13 @@ type Layer struct {
 	demanded  atomic.Int64 // compressed bytes fetched for readers
 	autoOnce  sync.Once
 
+	// lastDemand is where the last window readers fetched ended in the
+	// blob, lastSpans whether it held chunks of more than one file, and
+	// demandRun how many such windows in a row each started at about the
+	// end of the one before, in another file (a scan: see scanRun).
+	lastDemand, demandRun atomic.Int64
+	lastSpans             atomic.Bool
+
 	recording bool            // WithRecord: keep accessed
 	recMu     sync.Mutex      // guards accessed and seen
 	accessed  []string        // paths read, in the order of their first read
@@ -299,7 +306,7 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 			l.stats.hits.Add(1)
 			return data, nil
 		case w != nil:
-			l.noteDemand(w.end - w.off)
+			l.noteDemand(w, true)
 			l.fetch(ctx, w, false) // finishes cl before it returns
 		default:
 			l.stats.waits.Add(1)

@@ -108,11 +108,47 @@ func (l *Layer) Prefetch(mode Prefetch) {
 	l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, limit, true) })
 }
 
-// noteDemand counts n compressed bytes fetched for readers, and starts the
-// whole-layer prefetch of PrefetchAuto once they reach 1/autoShare of the
+// scanRun is how many windows in a row readers must fetch, each starting
+// where the one before ended (or a little past it) and in another file,
+// for PrefetchAuto to take them for a scan of the layer in blob order, as a walk of the tree
+// reading every file is (tar order is the tree's order). A container start
+// jumps about the layer; a scan would otherwise pay a round trip per
+// window until it had fetched a quarter of the layer.
+const scanRun = 4
+
+// noteDemand counts the compressed bytes of a window fetched for readers,
+// and starts the whole-layer prefetch of PrefetchAuto once they reach
+// 1/autoShare of the blob, or once scanRun windows that readers asked for
+// (scan: not read-ahead within a file) have followed each other in the
 // blob. That prefetch does not yield to reads: they are what asked for it.
-func (l *Layer) noteDemand(n int64) {
-	if !l.auto.Load() || l.demanded.Add(n) < l.blob.Size()/autoShare {
+func (l *Layer) noteDemand(w *window, scan bool) {
+	if !l.auto.Load() {
+		return
+	}
+	var run int64
+	if scan {
+		// A step of a scan is a window that starts at about the end of
+		// the one before and moves on to another file: it starts a file,
+		// or the one before reached into the file it continues. A window
+		// that goes on with the file of the one before neither adds a
+		// step nor ends the run: a file read chunk by chunk is no scan,
+		// but a scan reads big files too.
+		spans := false
+		for _, c := range w.chunks[1:] {
+			spans = spans || c.off == 0
+		}
+		last, lastSpans := l.lastDemand.Swap(w.end), l.lastSpans.Swap(spans)
+		switch {
+		case w.off < last || w.off-last > l.window:
+			run = 1
+			l.demandRun.Store(1)
+		case w.chunks[0].off == 0 || lastSpans:
+			run = l.demandRun.Add(1)
+		default:
+			run = l.demandRun.Load()
+		}
+	}
+	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && run < scanRun {
 		return
 	}
 	l.autoOnce.Do(func() {

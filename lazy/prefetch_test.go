@@ -192,8 +192,8 @@ func TestPrefetchYieldsToReads(t *testing.T) {
 }
 
 // TestPrefetchAuto: a reader that fetches little gets only what it reads;
-// once readers have fetched a quarter of the layer, the rest arrives
-// without being read.
+// once readers have fetched a quarter of the layer, here and there, the
+// rest arrives without being read.
 func TestPrefetchAuto(t *testing.T) {
 	r := rand.New(rand.NewPCG(45, 46))
 	var ents []tarEntry
@@ -210,7 +210,8 @@ func TestPrefetchAuto(t *testing.T) {
 	if s := l.Stats(); s.Prefetches != 0 {
 		t.Fatalf("one file read: %d prefetch windows; want none yet", s.Prefetches)
 	}
-	for i := 1; l.demanded.Load() < l.blob.Size()/autoShare; i++ {
+	// Backwards, so that the reads are no scan (TestPrefetchAutoScan).
+	for i := 39; l.demanded.Load() < l.blob.Size()/autoShare; i-- {
 		p := fmt.Sprintf("f%02d", i)
 		if got := readSequential(t, l, p, 5000); !bytes.Equal(got, want[p]) {
 			t.Fatalf("%s: wrong bytes", p)
@@ -226,4 +227,54 @@ func TestPrefetchAuto(t *testing.T) {
 	if n := mb.reads.Load() - reads; n != 0 || l.Stats().Prefetches == 0 {
 		t.Errorf("after the auto prefetch: %d more reads, %d prefetch windows; want 0 and some", n, l.Stats().Prefetches)
 	}
+}
+
+// TestPrefetchAutoScan: readers that read one file after another in blob
+// order (a walk of the tree reading every file) set off the whole-layer
+// prefetch after scanRun files, long before a quarter of the layer; the
+// same files read in another order, or one file read chunk by chunk, do
+// not.
+func TestPrefetchAutoScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(47, 48))
+	var ents []tarEntry
+	ents = append(ents, reg("big", randBytes(r, 40000)))
+	for i := range 60 {
+		ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, 3000)))
+	}
+	tarData := makeTar(t, ents)
+	want := tarFiles(t, tarData)
+	b := buildBlob(t, tarData, testFormats[1].opts)
+	read := func(l *Layer, p string) {
+		t.Helper()
+		if got := readSequential(t, l, p, 1000); !bytes.Equal(got, want[p]) {
+			t.Fatalf("%s: wrong bytes", p)
+		}
+	}
+	prefetched := func(l *Layer) bool {
+		time.Sleep(50 * time.Millisecond)
+		return l.Stats().Prefetches > 0
+	}
+
+	l, _ := openBuilt(t, b, WithFetchWindow(0), WithReadAhead(0))
+	l.Prefetch(PrefetchAuto)
+	read(l, "big")
+	for _, i := range []int{50, 10, 30, 20, 40, 5} {
+		read(l, fmt.Sprintf("f%02d", i))
+	}
+	if prefetched(l) {
+		t.Fatal("a big file and files out of order set off the whole-layer prefetch")
+	}
+
+	l, _ = openBuilt(t, b, WithFetchWindow(0), WithReadAhead(0))
+	l.Prefetch(PrefetchAuto)
+	for i := range scanRun + 1 {
+		read(l, fmt.Sprintf("f%02d", i))
+	}
+	if l.demanded.Load() >= l.blob.Size()/autoShare {
+		t.Fatalf("test setup: %d files fetched a quarter of the layer", scanRun+1)
+	}
+	if !prefetched(l) {
+		t.Fatalf("%d files read in blob order did not set off the whole-layer prefetch", scanRun+1)
+	}
+	settle(t, l, uniqueChunks(l))
 }

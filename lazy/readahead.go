@@ -103,7 +103,7 @@ func (l *Layer) fetchAhead(ctx context.Context, c *chunk) {
 	defer l.demand.end()
 	if w := l.claimAhead(c); w != nil {
 		l.stats.readAheads.Add(1)
-		l.noteDemand(w.end - w.off)
+		l.noteDemand(w, false) // a file read in order is no scan of the layer
 		l.fetch(ctx, w, true)
 	}
 }

@@ -20,6 +20,23 @@ type ChunkStore interface {
 	Put(d digest.Digest, data []byte)
 }
 
+// verifiedPutter is the optional ChunkStore method that takes bytes
+// without hashing them again: a store that checks what it is given (as
+// package cache does, for callers it cannot trust) may offer it, since
+// Layer only ever stores bytes it has just checked against d itself.
+type verifiedPutter interface {
+	PutVerified(d digest.Digest, data []byte)
+}
+
+// put gives s a chunk that matches d, through PutVerified where s has it.
+func put(s ChunkStore, d digest.Digest, data []byte) {
+	if v, ok := s.(verifiedPutter); ok {
+		v.PutVerified(d, data)
+		return
+	}
+	s.Put(d, data)
+}
+
 // MemoryStore is a ChunkStore holding at most a fixed number of bytes in
 // memory, evicting the least recently used chunk first.
 type MemoryStore struct {

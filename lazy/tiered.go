@@ -2,6 +2,7 @@ package lazy
 
 import (
 	"sync"
+	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -16,10 +17,13 @@ type TieredStore struct {
 
 	// With NewAsyncTieredStore, Puts reach the back store on a goroutine
 	// of the store's own: a reader waiting for a chunk then waits for the
-	// memory copy only, not for the disk.
-	queue chan tieredPut
-	done  sync.WaitGroup
-	once  sync.Once
+	// memory copy only, not for the disk. queued is the bytes in queue,
+	// which maxQueued bounds.
+	queue     chan tieredPut
+	queued    atomic.Int64
+	maxQueued int64
+	done      sync.WaitGroup
+	once      sync.Once
 }
 
 type tieredPut struct {
@@ -34,17 +38,22 @@ func NewTieredStore(front, back ChunkStore) *TieredStore {
 	return &TieredStore{front: front, back: back}
 }
 
+// maxQueuedPuts bounds the number of chunks an asynchronous TieredStore
+// queues, whatever their size: small files make small chunks, and a layer
+// of them is stored a few thousand at a time.
+const maxQueuedPuts = 1 << 16
+
 // NewAsyncTieredStore returns front over back, putting into back in the
-// background: up to depth Puts wait for it, and a Put beyond that writes
-// itself. A chunk is in the front store when Put returns, and in the back
-// store a moment later (or never, if the front has evicted it meanwhile
-// and the process ends first: a cache misses, it is never wrong). Close
-// waits for the queue to drain.
-func NewAsyncTieredStore(front, back ChunkStore, depth int) *TieredStore {
-	t := &TieredStore{front: front, back: back, queue: make(chan tieredPut, depth)}
+// background: up to maxBytes of chunks wait for it, and a Put beyond that
+// writes itself. A chunk is in the front store when Put returns, and in
+// the back store a moment later (or never, if the process ends first: a
+// cache misses, it is never wrong). Close waits for the queue to drain.
+func NewAsyncTieredStore(front, back ChunkStore, maxBytes int64) *TieredStore {
+	t := &TieredStore{front: front, back: back, queue: make(chan tieredPut, maxQueuedPuts), maxQueued: maxBytes}
 	t.done.Go(func() {
 		for p := range t.queue {
-			t.back.Put(p.d, p.data)
+			put(t.back, p.d, p.data)
+			t.queued.Add(-int64(len(p.data)))
 		}
 	})
 	return t
@@ -67,22 +76,26 @@ func (t *TieredStore) Get(d digest.Digest) ([]byte, bool) {
 	}
 	data, ok := t.back.Get(d)
 	if ok {
-		t.front.Put(d, data)
+		put(t.front, d, data)
 	}
 	return data, ok
 }
 
 // Put stores a verified chunk in both stores.
 func (t *TieredStore) Put(d digest.Digest, data []byte) {
-	t.front.Put(d, data)
+	put(t.front, d, data)
 	if t.queue != nil {
-		select {
-		case t.queue <- tieredPut{d, data}:
-			return
-		default: // the back store is behind: this reader pays for it
+		n := int64(len(data))
+		if t.queued.Add(n) <= t.maxQueued {
+			select {
+			case t.queue <- tieredPut{d, data}:
+				return
+			default:
+			}
 		}
+		t.queued.Add(-n) // the back store is behind: this reader pays for it
 	}
-	t.back.Put(d, data)
+	put(t.back, d, data)
 }
 
 // Has reports whether either store holds the chunk, without reading it

@@ -32,10 +32,10 @@ func TestTieredStore(t *testing.T) {
 }
 
 // TestAsyncTieredStore: Puts reach the back store in the background, all
-// of them by Close, with more Puts than the queue holds.
+// of them by Close, with more bytes Put than the queue holds.
 func TestAsyncTieredStore(t *testing.T) {
 	front, back := NewMemoryStore(1<<20), NewMemoryStore(1<<20)
-	s := NewAsyncTieredStore(front, back, 2)
+	s := NewAsyncTieredStore(front, back, 20)
 	var ds []digest.Digest
 	for i := range 50 {
 		data := []byte(fmt.Sprintf("chunk %d", i))

@@ -64,7 +64,7 @@ func loadTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*load
 	}
 	t, err := fetchTOC(ctx, b, want, o)
 	if err == nil {
-		o.store.Put(want, t.raw)
+		put(o.store, want, t.raw)
 	}
 	return t, err
 }

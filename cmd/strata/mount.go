@@ -446,10 +446,10 @@ func prefetchMode(v string, disk bool) (lazy.Prefetch, error) {
 // when an on-disk cache backs them.
 const memoryChunks = 64 << 20
 
-// memoryQueue is how many chunks may wait for the disk cache: enough to
-// let a burst of reads go on at memory speed, little next to the memory
-// store's 64 MiB.
-const memoryQueue = 256
+// memoryQueue is how many bytes of chunks may wait for the disk cache:
+// enough to let a burst of reads go on at memory speed, however small its
+// files' chunks, and little next to the memory store's 64 MiB.
+const memoryQueue = 16 << 20
 
 // chunkStoreOptions opens the on-disk cache (unless --no-cache) and puts it
 // behind a memory store shared by every layer, as their chunk store and
