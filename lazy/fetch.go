@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	digest "github.com/opencontainers/go-digest"
@@ -134,8 +135,9 @@ func (l *Layer) fetch(ctx context.Context, w *window, inline bool) {
 		l.finish(w.chunks[0], w.calls[0], data, err)
 		return
 	}
-	buf, err := readFull(ctx, l.data, w.off, w.end-w.off)
-	if err != nil {
+	buf := windowBuf(w.end - w.off)
+	if err := readInto(ctx, l.data, w.off, buf); err != nil {
+		releaseWindowBuf(buf)
 		err = fmt.Errorf("chunks at %d-%d: %w", w.off, w.end-1, err)
 		for i, c := range w.chunks {
 			l.finish(c, w.calls[i], nil, err)
@@ -144,9 +146,13 @@ func (l *Layer) fetch(ctx context.Context, w *window, inline bool) {
 	}
 	l.decode(w, buf, 0, 1)
 	if len(w.chunks) == 1 {
+		releaseWindowBuf(buf)
 		return
 	}
-	rest := func(context.Context) { l.decode(w, buf, 1, len(w.chunks)) }
+	rest := func(context.Context) {
+		l.decode(w, buf, 1, len(w.chunks))
+		releaseWindowBuf(buf)
+	}
 	if inline || !l.bg.spawn(rest) {
 		rest(ctx)
 	}
@@ -231,4 +237,32 @@ type countingBlob struct {
 func (b countingBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	b.n.Add(1)
 	return b.Blob.ReadAt(ctx, p, off)
+}
+
+// windowBufSize is the size of the buffers windows are fetched into, which
+// windowBufs keeps for the next window: a fresh buffer costs a page fault
+// per 4 KiB on its first write (or zeroing, when the heap reuses memory),
+// as much as the copy into it. Every window but a stream's fits.
+const windowBufSize = prefetchWindow
+
+var windowBufs sync.Pool // of *[]byte, windowBufSize long
+
+// windowBuf returns a buffer of n bytes for a window's compressed bytes.
+func windowBuf(n int64) []byte {
+	if n > windowBufSize {
+		return make([]byte, n)
+	}
+	if p, _ := windowBufs.Get().(*[]byte); p != nil {
+		return (*p)[:n]
+	}
+	return make([]byte, windowBufSize)[:n]
+}
+
+// releaseWindowBuf gives back a buffer from windowBuf once nothing reads
+// it: decoded chunks are copies, never slices of it.
+func releaseWindowBuf(b []byte) {
+	if cap(b) == windowBufSize {
+		b = b[:windowBufSize]
+		windowBufs.Put(&b)
+	}
 }

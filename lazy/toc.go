@@ -286,6 +286,15 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 // readFull reads n bytes at off, or fails.
 func readFull(ctx context.Context, b Blob, off, n int64) ([]byte, error) {
 	p := make([]byte, n)
+	if err := readInto(ctx, b, off, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// readInto fills p with the blob's bytes from off.
+func readInto(ctx context.Context, b Blob, off int64, p []byte) error {
+	n := int64(len(p))
 	got := 0
 	for got < len(p) {
 		k, err := b.ReadAt(ctx, p[got:], off+int64(got))
@@ -294,14 +303,14 @@ func readFull(ctx context.Context, b Blob, off, n int64) ([]byte, error) {
 			break
 		}
 		if err == io.EOF {
-			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrUnexpectedEOF)
+			return fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrUnexpectedEOF)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, err)
+			return fmt.Errorf("bytes %d-%d: %w", off, off+n-1, err)
 		}
 		if k == 0 {
-			return nil, fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrNoProgress)
+			return fmt.Errorf("bytes %d-%d: %w", off, off+n-1, io.ErrNoProgress)
 		}
 	}
-	return p, nil
+	return nil
 }
