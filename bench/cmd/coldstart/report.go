@@ -61,7 +61,7 @@ const (
 		"the first one still up: strata = a new `strata mount` of the %s tag on the cache the first filled, " +
 		"full-pull = a new overlayfs mount over the layers already extracted"
 	fullDoc = "from nothing local until every regular file of the image has been read whole, one at a time " +
-		"(after the first output, on the same mount): strata = %s tag with a fresh --cache, " +
+		"(after the first output, on the same mount; the second start, timed in between, is left out): strata = %s tag with a fresh --cache, " +
 		"full-pull = pull + extract + overlayfs"
 	readyDoc = "from nothing local until the mount exists (strata: the mountpoint in mountinfo, TOCs fetched; " +
 		"full-pull: every layer pulled and extracted, overlayfs mounted), %s tag for strata"
