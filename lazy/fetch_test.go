@@ -427,3 +427,37 @@ func BenchmarkChunkMapping(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenStoredTOC measures opening a layer of 8,000 files whose
+// TOC the chunk store holds (a second mount of an image on a node): no
+// blob reads, only decoding the TOC and building the tree.
+func BenchmarkOpenStoredTOC(b *testing.B) {
+	var ents []tarEntry
+	for d := range 80 {
+		ents = append(ents, dir(fmt.Sprintf("usr/lib/d%02d", d)))
+		for f := range 100 {
+			ents = append(ents, reg(fmt.Sprintf("usr/lib/d%02d/file-%03d.py", d, f), []byte(fmt.Sprint(d, f))))
+		}
+	}
+	tarData := makeTar(b, ents)
+	for _, f := range testFormats {
+		bl := buildBlob(b, tarData, f.opts)
+		b.Run(f.name, func(b *testing.B) {
+			store := NewMemoryStore(64 << 20)
+			mb := &memBlob{data: bl.blob}
+			l, err := Open(context.Background(), mb, bl.annot, WithChunkStore(store))
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				l, err := Open(context.Background(), mb, bl.annot, WithChunkStore(store))
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Close()
+			}
+		})
+	}
+}
