@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/containerd/stargz-snapshotter/estargz/zstdchunked"
+	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -33,7 +34,23 @@ type tocDecompressor interface {
 var formats = []*format{
 	{name: "estargz", dec: new(estargz.GzipDecompressor)},
 	{name: "estargz (legacy footer)", dec: new(estargz.LegacyGzipDecompressor)},
-	{name: "zstd:chunked", dec: new(zstdchunked.Decompressor), zstd: true},
+	{name: "zstd:chunked", dec: zstdTOC{new(zstdchunked.Decompressor)}, zstd: true},
+}
+
+// zstdTOC is the estargz library's zstd:chunked decompressor with a TOC
+// decoder of strata's own: the library's runs asynchronous goroutines and
+// allocates (and zeroes) the buffers of any window a frame asks for, which
+// made it most of the time a layer whose TOC is cached takes to open. This
+// one is synchronous and bounded, as the decoders of chunks are.
+type zstdTOC struct{ *zstdchunked.Decompressor }
+
+func (zstdTOC) DecompressTOC(r io.Reader) (io.ReadCloser, error) {
+	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return d.IOReadCloser(), nil
 }
 
 // maxFooterSize is the largest footer of any format (eStargz's 51 bytes).

@@ -98,6 +98,13 @@ func runMount(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := log.New(os.Stderr, "strata: ", log.LstdFlags)
+	if p := c.String("cpu-profile"); p != "" {
+		stopProfile, err := startCPUProfile(p)
+		if err != nil {
+			return fmt.Errorf("mount: %w", err)
+		}
+		defer stopProfile()
+	}
 	var layers []layer.Layer
 	var what string
 	var collect statusFunc
@@ -128,13 +135,6 @@ func runMount(c *cli.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
-	}
-	if p := c.String("cpu-profile"); p != "" {
-		stopProfile, err := startCPUProfile(p)
-		if err != nil {
-			return fmt.Errorf("mount: %w", err)
-		}
-		defer stopProfile()
 	}
 	return serve(ctx, c, logger, mnt, layers, what, collect)
 }
