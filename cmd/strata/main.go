@@ -4,11 +4,23 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 )
 
+// gcPercent is strata's GOGC unless the environment sets one. A mount's
+// heap is mostly long-lived (its layers' trees) plus a bounded chunk tier,
+// and Go's default of 100 lets it grow to twice that between collections,
+// every new page a fault. Measured on a mount of 100,000 files: peak RSS
+// after reading them all 560 MB with 100, 424 MB with 50, and the reads
+// took less CPU, not more.
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	app := &cli.App{
 		Name:  "strata",
 		Usage: "run container images without pulling them first",

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -70,6 +71,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "record", Usage: "at unmount, write to `FILE` the files read from the image, in the order first read, for 'strata convert --prioritize'"},
 			&cli.BoolFlag{Name: "debug", Usage: "log every FUSE request"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's life to `FILE` (for go tool pprof)"},
+			&cli.StringFlag{Name: "heap-profile", Usage: "write a Go heap profile to `FILE` when the mount ends, before its layers are closed (for go tool pprof)"},
 		},
 		Action: runMount,
 	}
@@ -135,6 +137,9 @@ func runMount(c *cli.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
+	}
+	if p := c.String("heap-profile"); p != "" {
+		defer writeHeapProfile(logger, p) // before closeAll: what the mount held
 	}
 	return serve(ctx, c, logger, mnt, layers, what, collect)
 }
@@ -575,6 +580,21 @@ func umountCommand() *cli.Command {
 
 // startCPUProfile profiles the process into path until the returned
 // function runs.
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(logger *log.Logger, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		runtime.GC()
+		err = pprof.WriteHeapProfile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		logger.Printf("heap profile: %v", err)
+	}
+}
+
 func startCPUProfile(path string) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
