@@ -87,13 +87,16 @@
 // The window is one Blob.ReadAt (one Range request). Its chunks are then
 // decompressed and verified one by one from their own byte ranges, so a bad
 // chunk fails alone (ErrChunkDigest or a decompression error) and never
-// keeps its neighbours from being served; only verified chunks are stored
-// or returned. The reader's own chunk is verified first and returned at
-// once; a background goroutine verifies the rest. A chunk that arrived but
-// did not verify is marked bad: windows and read-ahead leave it alone, and
-// only a read of that chunk fetches it again. A chunk whose compressed range
-// exceeds the window is streamed alone, in pieces, as a lying TOC may make
-// that range huge.
+// keeps its neighbours from being served; only verified chunks are stored or
+// returned. The reader's own chunk is verified first and returned at once; a
+// background goroutine verifies the rest, in blob order. A reader waiting
+// for a chunk of a window whose bytes have arrived verifies that chunk
+// itself if the goroutine has not reached it, rather than wait for the
+// chunks before it; each chunk is verified once, by whoever takes it first.
+// A chunk that arrived but did not verify is marked bad: windows and
+// read-ahead leave it alone, and only a read of that chunk fetches it
+// again. A chunk whose compressed range exceeds the window is streamed
+// alone, in pieces, as a lying TOC may make that range huge.
 //
 // Read-ahead: when a read of a Content starts where its previous read ended
 // (or at 0), the layer looks for the first chunk of the file past the read

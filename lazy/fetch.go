@@ -28,6 +28,7 @@ type call struct {
 	data []byte
 	err  error
 	w    *window // the fetch that owns the call
+	i    int     // the call's chunk in w.chunks
 }
 
 // window is one fetch: the blob's range [off, end) read with one request,
@@ -38,6 +39,17 @@ type window struct {
 	stream   bool // one chunk over the fetch window, read in pieces
 	chunks   []*chunk
 	calls    []*call
+
+	// arrived is closed once the window's bytes are in buf (never for a
+	// stream, nor when the read fails). From then on each chunk is
+	// decoded by whoever takes it first (taken): the window's decoder, in
+	// blob order, or a reader waiting for that very chunk, which need not
+	// wait for the chunks before it. left counts the chunks not decoded
+	// yet; whoever decodes the last one gives buf back.
+	arrived chan struct{}
+	buf     []byte
+	taken   []atomic.Bool
+	left    atomic.Int64
 }
 
 // claim returns c's bytes if the store has them, else the fetch of c under
@@ -88,7 +100,7 @@ func (l *Layer) newWindow(c *chunk) *window {
 // the first one stored, claimed by another fetch (whose bytes are on their
 // way) or known bad. l.mu is held.
 func (l *Layer) claimWindow(c *chunk, size int64, share int64) *window {
-	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size}
+	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size, arrived: make(chan struct{})}
 	l.add(w, c)
 	if w.stream {
 		return w
@@ -119,7 +131,7 @@ func (l *Layer) claimWindow(c *chunk, size int64, share int64) *window {
 }
 
 func (l *Layer) add(w *window, c *chunk) {
-	cl := &call{done: make(chan struct{}), w: w}
+	cl := &call{done: make(chan struct{}), w: w, i: len(w.chunks)}
 	l.calls[keyOf(c)] = cl
 	w.chunks = append(w.chunks, c)
 	w.calls = append(w.calls, cl)
@@ -144,30 +156,58 @@ func (l *Layer) fetch(ctx context.Context, w *window, inline bool) {
 		}
 		return
 	}
-	l.decode(w, buf, 0, 1)
+	w.buf, w.taken = buf, make([]atomic.Bool, len(w.chunks))
+	w.left.Store(int64(len(w.chunks)))
+	close(w.arrived)
+	l.decodeAt(w, 0)
 	if len(w.chunks) == 1 {
-		releaseWindowBuf(buf)
 		return
 	}
 	rest := func(context.Context) {
-		l.decode(w, buf, 1, len(w.chunks))
-		releaseWindowBuf(buf)
+		for i := 1; i < len(w.chunks); i++ {
+			l.decodeAt(w, i)
+		}
 	}
 	if inline || !l.bg.spawn(rest) {
 		rest(ctx)
 	}
 }
 
-// decode verifies chunks [from, to) of w, each on its own: a bad chunk
-// fails alone, and the others of its window are still served.
-func (l *Layer) decode(w *window, buf []byte, from, to int) {
-	for i := from; i < to; i++ {
-		c := w.chunks[i]
-		data, err := l.decodeChunk(bytes.NewReader(buf[c.cOff-w.off:c.cEnd-w.off]), c)
-		if err != nil {
-			l.markBad(c)
-		}
-		l.finish(c, w.calls[i], data, err)
+// decodeAt verifies chunk i of a window whose bytes have arrived, unless
+// someone else has taken it, and finishes its call. Each chunk is verified
+// on its own: a bad chunk fails alone, and the others of its window are
+// still served.
+func (l *Layer) decodeAt(w *window, i int) {
+	if !w.taken[i].CompareAndSwap(false, true) {
+		return
+	}
+	c := w.chunks[i]
+	data, err := l.decodeChunk(bytes.NewReader(w.buf[c.cOff-w.off:c.cEnd-w.off]), c)
+	if err != nil {
+		l.markBad(c)
+	}
+	l.finish(c, w.calls[i], data, err)
+	if w.left.Add(-1) == 0 {
+		releaseWindowBuf(w.buf) // every chunk is decoded: nothing reads it again
+	}
+}
+
+// await waits for cl's chunk; once its window's bytes have arrived, it
+// decodes the chunk itself if the window's decoder has not come to it yet.
+func (l *Layer) await(ctx context.Context, cl *call) error {
+	select {
+	case <-cl.done:
+		return nil
+	case <-cl.w.arrived:
+		l.decodeAt(cl.w, cl.i)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-cl.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

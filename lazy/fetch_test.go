@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // slowBlob is a memBlob that takes latency per read, as a registry's round
@@ -459,5 +461,61 @@ func BenchmarkOpenStoredTOC(b *testing.B) {
 				l.Close()
 			}
 		})
+	}
+}
+
+// gateStore is a MemoryStore whose Put of one digest waits for open to be
+// closed: a window's decoder stuck on one chunk.
+type gateStore struct {
+	*MemoryStore
+	stuck digest.Digest
+	open  chan struct{}
+}
+
+func (s *gateStore) Put(d digest.Digest, data []byte) {
+	if d == s.stuck {
+		<-s.open
+	}
+	s.MemoryStore.Put(d, data)
+}
+
+// TestWaiterDecodesOwnChunk: a reader waiting for a chunk of a window whose
+// bytes have arrived decodes that chunk itself, rather than waiting for the
+// window's decoder to get through the chunks before it.
+func TestWaiterDecodesOwnChunk(t *testing.T) {
+	r := rand.New(rand.NewPCG(49, 50))
+	big := randBytes(r, 10_000)
+	tarData := makeTar(t, []tarEntry{reg("big", big)})
+	b := buildBlob(t, tarData, buildOpts{zstd: true, chunkSize: 1000})
+	l0, _ := openBuilt(t, b)
+	chunks := fileChunks(t, l0, "big")
+	store := &gateStore{MemoryStore: NewMemoryStore(1 << 20), stuck: chunks[1].digest, open: make(chan struct{})}
+	defer close(store.open)
+	l, mb := openBuilt(t, b, WithChunkStore(store), WithReadAhead(0))
+	mb.reads.Store(0)
+	c, err := l.Open(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readChunk(t, c, chunks[0], big, false, false) // fetches the window of all ten; its decoder sticks at chunk 1
+	got := make(chan error, 1)
+	go func() {
+		p := make([]byte, chunks[7].size)
+		_, err := c.ReadAt(p, chunks[7].off)
+		if err == nil && !bytes.Equal(p, big[chunks[7].off:chunks[7].off+chunks[7].size]) {
+			err = errors.New("wrong bytes")
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("chunk 7: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader of chunk 7 waited for the decoder stuck at chunk 1")
+	}
+	if n := mb.reads.Load(); n != 1 {
+		t.Errorf("%d blob reads; want the window's one", n)
 	}
 }

@@ -307,13 +307,12 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 			return data, nil
 		case w != nil:
 			l.noteDemand(w, true)
-			l.fetch(ctx, w, false) // finishes cl before it returns
+			l.fetch(ctx, w, false)
+			<-cl.done // decoded by fetch, or by a reader that took it first: done either way
 		default:
 			l.stats.waits.Add(1)
-			select {
-			case <-cl.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := l.await(ctx, cl); err != nil {
+				return nil, err
 			}
 		}
 		if cl.err == nil {
