@@ -90,6 +90,8 @@ var deliberateDifferences = map[string]deliberateDiff{
 	// delete). strata copies the subtree up and renames it, so the rename
 	// succeeds and the result equals what mv's fallback produces.
 	"rename-lower-dir": renameDirDiff("d", "dnew"),
+	// The same, with signals landing in the subtree's copy-up.
+	"rename-lower-dir-interrupted": renameDirDiff("d", "dnew"),
 	// Same rule for a merged directory (in the upper and in a lower).
 	"rename-merged-dir": renameDirDiff("both", "both2"),
 	// Lower hard links: overlayfs with index=off breaks the link at copy-up,
@@ -930,7 +932,10 @@ func interruptedScenarios() []scenario {
 		opReaddir("d"), opRead("big"), opCreate("e2/new", "n", 0o644)} {
 		ops = append(ops, withSignals(o))
 	}
-	return []scenario{std("interrupted-by-signals", ops...)}
+	return []scenario{std("interrupted-by-signals", ops...),
+		// A subtree's copy-up takes long enough for signals to land in it.
+		std("rename-lower-dir-interrupted", withSignals(opRename("d", "dnew")), opReaddir("dnew"),
+			opRead("dnew/a"), opStat("d"), opStat("dnew/sub/c"))}
 }
 
 // userScenarios run operations with a non-root uid, through fsuid/fsgid.

@@ -288,10 +288,10 @@ func (u *union) copyUpTree(ctx context.Context, dirfd int, path string, ldirs []
 	if err != nil {
 		return err
 	}
+	// No check of ctx between children: an interrupted rename completes,
+	// as overlayfs's does (see "Interrupts" in the package doc), and one
+	// abandoned midway would leave the subtree half copied.
 	for _, name := range kids.names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		c := kids.children[name]
 		up, err := statAt(dirfd, name)
 		switch {
