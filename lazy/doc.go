@@ -117,11 +117,10 @@
 // row that each began where the one before ended and moved on to another
 // file, as a walk of the tree reading every file does (a build or a scan
 // reads most of an image; a container start reads a few percent, here and
-// there). Landmark and All
-// prefetches yield to reads: no window starts while a reader of any layer
-// of the image waits for a fetch, nor until reads have been quiet for
-// 150 ms. Auto's whole-layer prefetch does not wait: its readers asked
-// for it.
+// there). Landmark and All prefetches yield to reads: no window starts while
+// a reader of any layer of the image waits for a fetch, nor until reads have
+// been quiet for 150 ms. Auto's whole-layer prefetch does not wait: its
+// readers asked for it.
 //
 // # Whole files
 //
