@@ -101,8 +101,10 @@
 // Read-ahead: when a read of a Content starts where its previous read ended
 // (or at 0), the layer looks for the first chunk of the file past the read
 // that is neither stored, being fetched nor bad; if it lies within
-// WithReadAhead windows of the reader, a background goroutine fetches the
-// window starting there. At most WithReadAhead (default 2) read-aheads are
+// WithReadAhead windows of the reader, the read claims the window starting
+// there before it returns (so that the reader's next read waits for that
+// window instead of fetching the same chunks itself), and a background
+// goroutine fetches it. At most WithReadAhead (default 2) read-aheads are
 // in flight per layer; a read that finds none free starts none (a later
 // read tries again), so a sequential reader keeps about two windows ahead of
 // itself and the store is never flooded.

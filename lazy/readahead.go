@@ -91,21 +91,31 @@ func (l *Layer) readAhead(c *Content, pos int64) {
 	default:
 		return // enough read-ahead under way; a later read tries again
 	}
-	ch := &f.chunks[i]
-	if !l.bg.spawn(func(ctx context.Context) { l.fetchAhead(ctx, ch) }) {
+	// The window is claimed here, before the reader's next read, which
+	// would otherwise race the goroutine to it and fetch it as its own.
+	w := l.claimAhead(&f.chunks[i])
+	if w == nil {
+		<-l.slots
+		return
+	}
+	l.demand.begin() // a sequential reader will want it soon
+	if !l.bg.spawn(func(ctx context.Context) { l.fetchAhead(ctx, w) }) {
+		// Closed: end the calls, so that their readers fetch the chunks
+		// themselves.
+		for k, ch := range w.chunks {
+			l.finish(ch, w.calls[k], nil, context.Canceled)
+		}
+		l.demand.end()
 		<-l.slots
 	}
 }
 
-func (l *Layer) fetchAhead(ctx context.Context, c *chunk) {
+func (l *Layer) fetchAhead(ctx context.Context, w *window) {
 	defer func() { <-l.slots }()
-	l.demand.begin() // a sequential reader will want it soon
 	defer l.demand.end()
-	if w := l.claimAhead(c); w != nil {
-		l.stats.readAheads.Add(1)
-		l.noteDemand(w, false) // a file read in order is no scan of the layer
-		l.fetch(ctx, w, true)
-	}
+	l.stats.readAheads.Add(1)
+	l.noteDemand(w, false) // a file read in order is no scan of the layer
+	l.fetch(ctx, w, true)
 }
 
 // busy reports a chunk stored, under way or known bad.
