@@ -40,6 +40,12 @@
 // decompressed and checked against its digest before any of its bytes are
 // returned or stored; a mismatch is ErrChunkDigest, never wrong bytes.
 //
+// The footer and the TOC take two reads, the footer first. OpenImage saves
+// one: a zstd:chunked layer's manifest-position annotation says where its
+// TOC starts, and the first read then runs from there to the blob's end
+// (up to 64 MiB). The position is only a hint; the footer still says where
+// the TOC is, and a position past it costs the second read.
+//
 // estargz.Open is not used: it decodes the whole TOC JSON before a digest or
 // size can be checked (its gzip decoders always run first), and it cleans
 // names with path.Clean, turning "../x" into "x" instead of refusing it. The

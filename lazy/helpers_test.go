@@ -101,6 +101,7 @@ type built struct {
 	blob      []byte
 	tocDigest digest.Digest // of the TOC JSON
 	annot     digest.Digest // the manifest annotation: zstd:chunked's checksum, or tocDigest
+	position  string        // zstd:chunked's manifest-position annotation; "" for eStargz
 }
 
 type buildOpts struct {
@@ -135,6 +136,7 @@ func buildBlob(t testing.TB, tarData []byte, o buildOpts) built {
 	out := built{blob: data, tocDigest: b.TOCDigest(), annot: b.TOCDigest()}
 	if o.zstd {
 		out.annot = digest.Digest(meta[zstdchunked.ManifestChecksumAnnotation])
+		out.position = meta[zstdchunked.ManifestPositionAnnotation]
 	}
 	return out
 }

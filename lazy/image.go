@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/stratafs/strata/layer"
@@ -23,6 +25,28 @@ const (
 	// stargz-snapshotter's zstdchunked package writes.
 	annotationZstdChunkedManifestAlt = "io.containers.zstd-chunked.manifest-checksum"
 )
+
+// The annotations that say where a zstd:chunked layer's TOC starts,
+// "offset:compressed size:uncompressed size:type", under the keys
+// containers/storage and stargz-snapshotter write.
+var annotationsZstdChunkedPosition = []string{
+	"io.github.containers.zstd-chunked.manifest-position",
+	"io.containers.zstd-chunked.manifest-position",
+}
+
+// tocOffset returns where the annotations say the TOC starts, or 0. It is
+// only a hint for fetching: the footer and the TOC digest still decide.
+func tocOffset(annotations map[string]string) int64 {
+	for _, key := range annotationsZstdChunkedPosition {
+		if v, ok := annotations[key]; ok {
+			off, _, _ := strings.Cut(v, ":")
+			if n, err := strconv.ParseInt(off, 10, 64); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 0
+}
 
 // ErrNotLazy: a layer's manifest entry announces no TOC, so it cannot be
 // read lazily (a plain gzip, zstd or uncompressed layer).
@@ -76,7 +100,8 @@ func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Lay
 	g.SetLimit(openParallel)
 	for i, il := range layers {
 		g.Go(func() error {
-			l, err := Open(gctx, il.Blob, tocs[i], append(opts[:len(opts):len(opts)], WithName(il.Digest))...)
+			lopts := append(opts[:len(opts):len(opts)], WithName(il.Digest), withTOCOffset(tocOffset(il.Annotations)))
+			l, err := Open(gctx, il.Blob, tocs[i], lopts...)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
 			}

@@ -19,6 +19,7 @@ type options struct {
 	windowSet    bool  // fetchWindow was given, even as 0
 	readAheadSet bool  // readAhead was given, even as 0
 	demand       *demand
+	tocOffset    int64 // where the manifest says the TOC starts; 0: it does not say
 }
 
 // Defaults. A TOC entry costs a few hundred bytes of memory once parsed, so
@@ -76,6 +77,16 @@ func (o *options) setDefaults() {
 	}
 	if o.fetchWindow == 0 {
 		o.readAhead = 0 // read-ahead fetches windows: with none, there is none
+	}
+}
+
+// withTOCOffset tells Open where the layer's manifest says its TOC starts
+// (zstd:chunked's manifest-position annotation), so that it reads the TOC
+// and the footer in one request instead of the footer first.
+func withTOCOffset(off int64) Option {
+	return func(o *options) error {
+		o.tocOffset = off
+		return nil
 	}
 }
 

@@ -118,14 +118,27 @@ func storedTOC(b Blob, want digest.Digest, o *options) (*loadedTOC, bool) {
 	return nil, false
 }
 
-// fetchTOC reads the footer and the TOC from the blob.
+// maxTOCHint bounds what a manifest's TOC position may make the first read
+// fetch: a TOC bigger than that is read the usual way, footer first, which
+// checks its size against the limit before fetching it.
+const maxTOCHint = 64 << 20
+
+// fetchTOC reads the footer and the TOC from the blob: the footer first,
+// then the TOC where it says, or both in one read from where the manifest
+// says the TOC starts (o.tocOffset). The footer decides either way; a hint
+// that proves wrong costs the second read.
 func fetchTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*loadedTOC, error) {
 	size := b.Size()
 	n := min(size, maxFooterSize)
-	tail, err := readFull(ctx, b, size-n, n)
+	first := size - n // where the first read starts
+	if h := o.tocOffset; h > 0 && h < first && size-h <= min(maxTOCHint, o.maxTOCSize) {
+		first = h
+	}
+	buf, err := readFull(ctx, b, first, size-first)
 	if err != nil {
 		return nil, fmt.Errorf("read footer: %w", err)
 	}
+	tail := buf[len(buf)-int(n):]
 	locs := findTOC(tail, size)
 	if len(locs) == 0 {
 		return nil, ErrFormat
@@ -139,11 +152,16 @@ func fetchTOC(ctx context.Context, b Blob, want digest.Digest, o *options) (*loa
 	for _, l := range locs {
 		start = min(start, l.off)
 	}
-	head, err := readFull(ctx, b, start, size-n-start)
-	if err != nil {
-		return nil, fmt.Errorf("read TOC: %w", err)
+	var region []byte // the blob from start to its end: the TOCs, then the footer
+	if start >= first {
+		region = buf[start-first:]
+	} else {
+		head, err := readFull(ctx, b, start, size-n-start)
+		if err != nil {
+			return nil, fmt.Errorf("read TOC: %w", err)
+		}
+		region = append(head, tail...)
 	}
-	region := append(head, tail...)
 	var errs []error
 	for _, l := range locs {
 		t, err := verifyTOC(l, region[l.off-start:l.off-start+l.size], want, o)
