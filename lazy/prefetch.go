@@ -110,10 +110,10 @@ func (l *Layer) Prefetch(mode Prefetch) {
 
 // scanRun is how many windows in a row readers must fetch, each starting
 // where the one before ended (or a little past it) and in another file,
-// for PrefetchAuto to take them for a scan of the layer in blob order, as a walk of the tree
-// reading every file is (tar order is the tree's order). A container start
-// jumps about the layer; a scan would otherwise pay a round trip per
-// window until it had fetched a quarter of the layer.
+// for PrefetchAuto to take them for a scan of the layer in blob order, as
+// a walk of the tree reading every file is (tar order is the tree's
+// order). A container start jumps about the layer; a scan would otherwise
+// pay a round trip per window until it had fetched a quarter of the layer.
 const scanRun = 4
 
 // noteDemand counts the compressed bytes of a window fetched for readers,

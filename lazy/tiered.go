@@ -40,8 +40,9 @@ func NewTieredStore(front, back ChunkStore) *TieredStore {
 
 // maxQueuedPuts bounds the number of chunks an asynchronous TieredStore
 // queues, whatever their size: small files make small chunks, and a layer
-// of them is stored a few thousand at a time.
-const maxQueuedPuts = 1 << 16
+// of them is stored a few thousand at a time. (The queue's channel costs
+// 40 bytes a slot, allocated at once.)
+const maxQueuedPuts = 4096
 
 // NewAsyncTieredStore returns front over back, putting into back in the
 // background: up to maxBytes of chunks wait for it, and a Put beyond that
