@@ -39,9 +39,10 @@ var formats = []*format{
 
 // zstdTOC is the estargz library's zstd:chunked decompressor with a TOC
 // decoder of strata's own: the library's runs asynchronous goroutines and
-// allocates (and zeroes) the buffers of any window a frame asks for, which
-// made it most of the time a layer whose TOC is cached takes to open. This
-// one is synchronous and bounded, as the decoders of chunks are.
+// allocates the buffers of whatever window a frame asks for (opening a
+// cached zstd:chunked TOC of 8,000 entries took 46 ms with it, 43 ms with
+// this one). This one is synchronous and bounded, as the decoders of
+// chunks are.
 type zstdTOC struct{ *zstdchunked.Decompressor }
 
 func (zstdTOC) DecompressTOC(r io.Reader) (io.ReadCloser, error) {
