@@ -47,7 +47,7 @@ func Mount(ctx context.Context, mountpoint string, layers []layer.Layer, opts ..
 		u.close()
 		return nil, err
 	}
-	srv, err := fs.Mount(mountpoint, root, u.fuseOptions())
+	srv, err := mountFS(mountpoint, root, u.fuseOptions(), o.openless)
 	if err != nil {
 		u.close()
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
