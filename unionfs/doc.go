@@ -100,9 +100,10 @@
 // handle, and the node serves it through a handle of its own, kept until
 // the kernel forgets the node (a bounded number at once). Directories go
 // the same way: the first OPENDIR is answered ENOSYS too, the kernel then
-// caches every listing it reads (FOPEN_CACHE_DIR), and the READDIRPLUS that
-// fills it is served through a handle opened for it alone (noOpendir), so
-// that listing a directory again costs no round trip at all.
+// caches every listing it reads (FOPEN_CACHE_DIR), and the READDIRPLUS
+// requests that fill it are served through a handle kept for that listing
+// until it has been read to the end (noOpendir), so that listing a
+// directory again costs no round trip at all.
 //
 // Such a mount is the lower layer of choice for kernel overlayfs
 // (MountOverlay), which then handles writes, copy-up and whiteouts itself,
