@@ -24,15 +24,25 @@ type noOpendir struct {
 	fuse.RawFileSystem
 
 	mu   sync.Mutex
-	open map[uint64]uint64 // directory node ID -> the handle opened for its listing
+	open map[uint64]*listing // directory node ID -> the handle kept for its listing
+}
+
+// listing is a directory handle noOpendir opened. Requests in flight hold
+// it (refs); it is released once it is done (its listing read to the end,
+// or evicted) and no request holds it, so that no request ever carries a
+// handle already released.
+type listing struct {
+	fh   uint64
+	refs int
+	done bool
 }
 
 // maxOpenListings bounds the handles noOpendir keeps for listings that a
-// reader stopped reading midway; past it, one is released.
+// reader stopped reading midway; past it, one is let go.
 const maxOpenListings = 1024
 
 func newNoOpendir(raw fuse.RawFileSystem) *noOpendir {
-	return &noOpendir{RawFileSystem: raw, open: map[uint64]uint64{}}
+	return &noOpendir{RawFileSystem: raw, open: map[uint64]*listing{}}
 }
 
 func (n *noOpendir) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -54,67 +64,83 @@ func (n *noOpendir) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fu
 // withHandle runs read with a directory handle: the request's own if it
 // has one (an OPENDIR before the first ENOSYS), else the one kept for the
 // directory, opened if there is none. A read that adds no entry (the end of
-// the listing) or fails releases the kept handle.
+// the listing) or fails lets the kept handle go.
 func (n *noOpendir) withHandle(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList, read func(*fuse.ReadIn) fuse.Status) fuse.Status {
 	if in.Fh != 0 {
 		return read(in)
 	}
-	fh, st := n.handle(cancel, in.InHeader)
+	l, st := n.acquire(cancel, in.InHeader)
 	if !st.Ok() {
 		return st
 	}
 	own := *in
-	own.Fh = fh
+	own.Fh = l.fh
 	before := out.Offset
 	st = read(&own)
-	if !st.Ok() || out.Offset == before {
-		n.release(in.InHeader, fh)
-	}
+	n.put(in.NodeId, l, !st.Ok() || out.Offset == before)
 	return st
 }
 
-// handle returns the handle kept for the directory the request is about,
-// opening one if there is none.
-func (n *noOpendir) handle(cancel <-chan struct{}, h fuse.InHeader) (uint64, fuse.Status) {
+// acquire returns the listing kept for the request's directory, opening a
+// handle if there is none, and holds it for the request.
+func (n *noOpendir) acquire(cancel <-chan struct{}, h fuse.InHeader) (*listing, fuse.Status) {
 	n.mu.Lock()
-	fh, ok := n.open[h.NodeId]
-	n.mu.Unlock()
-	if ok {
-		return fh, fuse.OK
+	if l := n.open[h.NodeId]; l != nil {
+		l.refs++
+		n.mu.Unlock()
+		return l, fuse.OK
 	}
+	n.mu.Unlock()
 	var out fuse.OpenOut
 	if st := n.RawFileSystem.OpenDir(cancel, &fuse.OpenIn{InHeader: h}, &out); !st.Ok() {
-		return 0, st
+		return nil, st
 	}
+	var free []fuse.ReleaseIn
+	defer func() { n.releaseAll(free) }()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if kept, ok := n.open[h.NodeId]; ok {
-		// Another request opened one meanwhile: keep that one.
-		n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: h, Fh: out.Fh})
-		return kept, fuse.OK
+	if l := n.open[h.NodeId]; l != nil {
+		// Another request opened one meanwhile: use that one.
+		free = append(free, fuse.ReleaseIn{InHeader: h, Fh: out.Fh})
+		l.refs++
+		return l, fuse.OK
 	}
 	if len(n.open) >= maxOpenListings {
 		for node, old := range n.open {
 			delete(n.open, node)
-			n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: node}, Fh: old})
+			old.done = true
+			if old.refs == 0 {
+				free = append(free, fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: node}, Fh: old.fh})
+			}
 			break
 		}
 	}
-	n.open[h.NodeId] = out.Fh
-	return out.Fh, fuse.OK
+	l := &listing{fh: out.Fh, refs: 1}
+	n.open[h.NodeId] = l
+	return l, fuse.OK
 }
 
-// release gives back the handle kept for the request's directory, if it is
-// still fh.
-func (n *noOpendir) release(h fuse.InHeader, fh uint64) {
+// put ends a request's hold on l; end says the listing is over. The last
+// request to let go of a listing that is over releases its handle.
+func (n *noOpendir) put(node uint64, l *listing, end bool) {
 	n.mu.Lock()
-	kept, ok := n.open[h.NodeId]
-	if ok && kept == fh {
-		delete(n.open, h.NodeId)
+	l.refs--
+	if end && !l.done {
+		l.done = true
+		if n.open[node] == l {
+			delete(n.open, node)
+		}
 	}
+	release := l.done && l.refs == 0
 	n.mu.Unlock()
-	if ok && kept == fh {
-		n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: h, Fh: fh})
+	if release {
+		n.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: fuse.InHeader{NodeId: node}, Fh: l.fh})
+	}
+}
+
+func (n *noOpendir) releaseAll(free []fuse.ReleaseIn) {
+	for i := range free {
+		n.RawFileSystem.ReleaseDir(&free[i])
 	}
 }
 
