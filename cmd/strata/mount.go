@@ -90,6 +90,7 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
+	hugeHeap()
 	overlay, upper := c.Bool("kernel-overlay"), c.String("upper")
 	if c.String("workdir") != "" && (!overlay || upper == "") {
 		return errors.New("mount: --workdir needs --kernel-overlay and --upper")

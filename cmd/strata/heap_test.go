@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// TestHugeHeap checks that after hugeHeap the heap's next large allocation
+// lands in memory advised for huge pages, and that it holds what is written
+// to it (the advice must change nothing but the page size).
+func TestHugeHeap(t *testing.T) {
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || !strings.Contains(string(mode), "[madvise]") && !strings.Contains(string(mode), "[always]") {
+		t.Fatalf("this test needs THP in madvise or always mode: %q, %v", mode, err)
+	}
+	hugeHeap()
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	flags := vmaFlags(t, addr+uintptr(len(buf))/2)
+	if !strings.Contains(" "+flags+" ", " hg ") {
+		t.Errorf("the allocation after hugeHeap lies in a mapping without MADV_HUGEPAGE (VmFlags: %s)", flags)
+	}
+	for i := range buf {
+		if buf[i] != byte(i*7) {
+			t.Fatalf("byte %d: got %d, want %d", i, buf[i], byte(i*7))
+		}
+	}
+}
+
+// vmaFlags returns the VmFlags of the mapping of /proc/self/smaps that
+// holds addr.
+func vmaFlags(t *testing.T, addr uintptr) string {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if rng, _, ok := strings.Cut(line, " "); ok && strings.Contains(rng, "-") && !strings.HasSuffix(rng, ":") {
+			lo, hi, _ := strings.Cut(rng, "-")
+			a, err1 := strconv.ParseUint(lo, 16, 64)
+			b, err2 := strconv.ParseUint(hi, 16, 64)
+			in = err1 == nil && err2 == nil && uint64(addr) >= a && uint64(addr) < b
+			continue
+		}
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && in {
+			return strings.TrimSpace(flags)
+		}
+	}
+	t.Fatalf("no mapping of /proc/self/smaps holds %#x", addr)
+	return ""
+}
