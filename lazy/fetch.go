@@ -71,15 +71,15 @@ func (l *Layer) claim(c *chunk) (data []byte, cl *call, w *window) {
 	return nil, w.calls[0], w
 }
 
-// claimAhead starts a read-ahead window at c, unless c is stored or under
-// way already.
-func (l *Layer) claimAhead(c *chunk) *window {
+// claimAhead starts a read-ahead window of up to size compressed bytes at
+// c, unless c is stored or under way already.
+func (l *Layer) claimAhead(c *chunk, size int64) *window {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.calls[keyOf(c)] != nil || l.bad[keyOf(c)] || l.has(c) {
 		return nil
 	}
-	return l.newWindow(c)
+	return l.claimWindow(c, size, crossFileShare)
 }
 
 // crossFileShare bounds how much of a fetch window may go to the files

@@ -52,14 +52,14 @@ type Layer struct {
 	maxChunk   int64
 	stats      layerStats
 
-	window    int64         // compressed bytes one fetch may cover; 0: one chunk
-	aheadDist int64         // how far past its reader read-ahead may start
-	slots     chan struct{} // read-ahead windows in flight; nil: no read-ahead
-	bg        *background
-	demand    *demand      // shared by the layers of an image
-	auto      atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
-	demanded  atomic.Int64 // compressed bytes fetched for readers
-	autoOnce  sync.Once
+	window   int64         // compressed bytes one fetch may cover; 0: one chunk
+	aheadMax int64         // the read-ahead window of a long sequential read
+	slots    chan struct{} // read-ahead windows in flight; nil: no read-ahead
+	bg       *background
+	demand   *demand      // shared by the layers of an image
+	auto     atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
+	demanded atomic.Int64 // compressed bytes fetched for readers
+	autoOnce sync.Once
 
 	// lastDemand is where the last window readers fetched ended in the
 	// blob, lastSpans whether it held chunks of more than one file, and
@@ -110,7 +110,7 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 		return nil, fmt.Errorf("lazy %s: %w", o.name, err)
 	}
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
-		window: o.fetchWindow, aheadDist: int64(o.readAhead) * o.fetchWindow,
+		window: o.fetchWindow, aheadMax: o.aheadWindow,
 		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{},
 		files: o.files, assembling: make(chan struct{}, 1), recording: o.record}
 	l.data = countingBlob{blob, &l.stats.requests}
@@ -234,6 +234,7 @@ type Content struct {
 	f        *fileData
 	closed   atomic.Bool
 	last     atomic.Int64 // where the last read ended
+	run      atomic.Int64 // bytes read in sequence up to last (see sequential)
 	recorded atomic.Bool  // the layer has this file among those read
 	ahead    atomic.Int64 // read-ahead found the chunks below this offset stored or under way
 }

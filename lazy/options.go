@@ -16,6 +16,7 @@ type options struct {
 	record       bool
 	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
+	aheadWindow  int64 // read-ahead window of a long sequential read
 	windowSet    bool  // fetchWindow was given, even as 0
 	readAheadSet bool  // readAhead was given, even as 0
 	demand       *demand
@@ -66,9 +67,15 @@ func (o *options) setDefaults() {
 	// reader's window and its read-ahead hold up to three windows: a
 	// sixteenth of the store keeps them from evicting each other before
 	// they are read (64 MiB gives DefaultFetchWindow).
+	// A long sequential read gets read-ahead windows twice that size (8
+	// MiB by default, the size of the pooled window buffers), within an
+	// eighth of a memory store.
+	o.aheadWindow = 2 * o.fetchWindow
 	if ms, ok := o.store.(*MemoryStore); ok {
 		o.fetchWindow = min(o.fetchWindow, ms.max/16)
+		o.aheadWindow = min(o.aheadWindow, ms.max/8)
 	}
+	o.aheadWindow = max(o.aheadWindow, o.fetchWindow)
 	if o.demand == nil {
 		o.demand = newDemand()
 	}

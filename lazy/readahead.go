@@ -53,24 +53,41 @@ func (l *Layer) Close() error {
 
 // sequential starts read-ahead when the read [start, end) began where the
 // previous read of the file ended. A first read at 0 counts: that is how a
-// sequential reader begins.
+// sequential reader begins. It also keeps the length of the reader's run:
+// the kernel sends a sequential reader's READs in parallel, so a read that
+// lands near the last one, not right after it, does not end the run.
 func (c *Content) sequential(start, end int64) {
-	if end > start && c.last.Swap(end) == start {
-		c.l.readAhead(c, end)
+	if end <= start {
+		return
 	}
+	prev := c.last.Swap(end)
+	if prev != start {
+		if start < prev-c.l.window || start > prev+c.l.window {
+			c.run.Store(0)
+		}
+		return
+	}
+	c.l.readAhead(c, end, c.run.Add(end-start))
 }
 
 // readAhead starts fetching, in the background, the first chunk of the file
 // at or after pos that is neither stored nor under way (and the window that
-// follows it), if that chunk lies within l.aheadDist compressed bytes of
-// pos and a read-ahead slot is free. Chunks found ready are remembered in
-// c.ahead, so that a sequential reader scans each chunk about once.
-func (l *Layer) readAhead(c *Content, pos int64) {
+// follows it), if that chunk lies within as many windows of pos as there are
+// read-ahead slots and a slot is free. Chunks found ready are remembered in
+// c.ahead, so that a sequential reader scans each chunk about once. A
+// reader that has read aheadRamp windows' worth in a row gets windows of
+// l.aheadMax: a long sequential read is what a large request serves best,
+// and each request costs the registry CPU time of its own.
+func (l *Layer) readAhead(c *Content, pos, run int64) {
 	f := c.f
 	if l.slots == nil || pos >= f.size {
 		return
 	}
-	limit := f.find(pos).cOff + l.aheadDist
+	size := l.window
+	if run >= aheadRamp*l.window {
+		size = l.aheadMax
+	}
+	limit := f.find(pos).cOff + int64(cap(l.slots))*size
 	i := f.index(max(pos, c.ahead.Load()))
 	for ; i < len(f.chunks); i++ {
 		ch := &f.chunks[i]
@@ -93,7 +110,7 @@ func (l *Layer) readAhead(c *Content, pos int64) {
 	}
 	// The window is claimed here, before the reader's next read, which
 	// would otherwise race the goroutine to it and fetch it as its own.
-	w := l.claimAhead(&f.chunks[i])
+	w := l.claimAhead(&f.chunks[i], size)
 	if w == nil {
 		<-l.slots
 		return
@@ -109,6 +126,10 @@ func (l *Layer) readAhead(c *Content, pos int64) {
 		<-l.slots
 	}
 }
+
+// aheadRamp is how many windows' worth a reader reads in a row before its
+// read-ahead windows grow to Layer.aheadMax.
+const aheadRamp = 2
 
 func (l *Layer) fetchAhead(ctx context.Context, w *window) {
 	defer func() { <-l.slots }()
