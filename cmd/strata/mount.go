@@ -90,8 +90,14 @@ func runMount(c *cli.Context) error {
 	if err := checkMountpoint(mnt); err != nil {
 		return err
 	}
-	hugeHeap()
 	overlay, upper := c.Bool("kernel-overlay"), c.String("upper")
+	if !overlay || upper == "" || c.String("record") != "" {
+		// A process that will serve a mount: its heap grows with the
+		// layers' trees and chunks. In the background, as it takes 5-20
+		// ms, while the image is resolved. A --kernel-overlay --upper
+		// mount only attaches an overlay to the image server's mount.
+		go hugeHeap()
+	}
 	if c.String("workdir") != "" && (!overlay || upper == "") {
 		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
 	}
