@@ -71,15 +71,16 @@ func (l *Layer) claim(c *chunk) (data []byte, cl *call, w *window) {
 	return nil, w.calls[0], w
 }
 
-// claimAhead starts a read-ahead window of up to size compressed bytes at
-// c, unless c is stored or under way already.
-func (l *Layer) claimAhead(c *chunk, size int64) *window {
+// claimAhead starts a read-ahead window of up to size compressed and raw
+// decompressed bytes (0: any) at c, unless c is stored or under way
+// already.
+func (l *Layer) claimAhead(c *chunk, size, raw int64) *window {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.calls[keyOf(c)] != nil || l.bad[keyOf(c)] || l.has(c) {
 		return nil
 	}
-	return l.claimWindow(c, size, crossFileShare)
+	return l.claimWindow(c, size, raw, crossFileShare)
 }
 
 // crossFileShare bounds how much of a fetch window may go to the files
@@ -92,22 +93,24 @@ const crossFileShare = 8
 // fetch window (of which at most 1/crossFileShare beyond c's file). l.mu is
 // held.
 func (l *Layer) newWindow(c *chunk) *window {
-	return l.claimWindow(c, l.window, crossFileShare)
+	return l.claimWindow(c, l.window, 0, crossFileShare)
 }
 
 // claimWindow claims c and the chunks that follow it in the blob, up to size
-// compressed bytes, of which at most 1/share beyond c's file, stopping at
-// the first one stored, claimed by another fetch (whose bytes are on their
-// way) or known bad. l.mu is held.
-func (l *Layer) claimWindow(c *chunk, size int64, share int64) *window {
+// compressed bytes (and raw decompressed bytes, unless raw is 0), of which
+// at most 1/share beyond c's file, stopping at the first one stored,
+// claimed by another fetch (whose bytes are on their way) or known bad.
+// l.mu is held.
+func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size, arrived: make(chan struct{})}
 	l.add(w, c)
 	if w.stream {
 		return w
 	}
 	fileEnd := int64(-1) // where c's file ends in the blob, once the window passes it
+	rawSum := c.size
 	for _, n := range l.idx.order[c.seq+1:] {
-		if n.cEnd-c.cOff > size {
+		if rawSum += n.size; n.cEnd-c.cOff > size || raw > 0 && rawSum > raw {
 			break
 		}
 		if n.off == 0 && fileEnd < 0 {

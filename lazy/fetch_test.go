@@ -522,3 +522,37 @@ func TestWaiterDecodesOwnChunk(t *testing.T) {
 		t.Errorf("%d blob reads; want the window's one", n)
 	}
 }
+
+// TestReadAheadRawBound reads a highly compressible file sequentially
+// through a small memory store: once read-ahead windows grow, they are
+// bounded by what they hold decompressed, so no chunk is evicted before
+// its reader gets to it, and each chunk is fetched once.
+func TestReadAheadRawBound(t *testing.T) {
+	var text []byte // 60,000 bytes: 60 chunks, each its own
+	for i := 0; len(text) < 60000; i++ {
+		text = fmt.Appendf(text, "line %05d: strata reads an image lazily\n", i)
+	}
+	text = text[:60000]
+	tarData := makeTar(t, []tarEntry{reg("text", text)})
+	for _, f := range testFormats {
+		t.Run(f.name, func(t *testing.T) {
+			b := buildBlob(t, tarData, f.opts)
+			sb := &slowBlob{memBlob: memBlob{data: b.blob}, latency: time.Millisecond}
+			// 16 KB of memory: fetch windows of 1,000 compressed bytes,
+			// read-ahead windows of 2,000 once grown, which would hold
+			// far more than the store decompressed.
+			l, err := Open(context.Background(), sb, b.annot, WithCacheSize(16000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if got := readSequential(t, l, "text", 1000); !bytes.Equal(got, text) {
+				t.Fatal("sequential read differs")
+			}
+			l.Close()
+			if s := l.Stats(); s.ChunkFetches != 60 || s.ReadAheads < 1 {
+				t.Errorf("%d chunk fetches (want 60: none evicted before it was read), %d read-aheads (want some)", s.ChunkFetches, s.ReadAheads)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ type options struct {
 	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
 	aheadWindow  int64 // read-ahead window of a long sequential read
+	aheadRaw     int64 // its most decompressed bytes; 0: any
 	windowSet    bool  // fetchWindow was given, even as 0
 	readAheadSet bool  // readAhead was given, even as 0
 	demand       *demand
@@ -63,17 +64,20 @@ func (o *options) setDefaults() {
 	if !o.windowSet {
 		o.fetchWindow = DefaultFetchWindow
 	}
-	// A window's chunks, decompressed, are often 2-4 times its size, and a
-	// reader's window and its read-ahead hold up to three windows: a
-	// sixteenth of the store keeps them from evicting each other before
-	// they are read (64 MiB gives DefaultFetchWindow).
-	// A long sequential read gets read-ahead windows twice that size (8
-	// MiB by default, the size of the pooled window buffers), within an
-	// eighth of a memory store.
+	// A long sequential read gets read-ahead windows twice as large (8 MiB
+	// by default, the size of the pooled window buffers).
 	o.aheadWindow = 2 * o.fetchWindow
+	// In a store of memory alone, what a window fetches must stay there
+	// until it is read. A window's chunks, decompressed, are often 2-4
+	// times its size, and a reader's window and its read-ahead hold up to
+	// three windows: a sixteenth of the store keeps them from evicting
+	// each other (64 MiB gives DefaultFetchWindow). The larger read-ahead
+	// windows are bounded by what they hold decompressed, a quarter of the
+	// store each.
 	if ms, ok := o.store.(*MemoryStore); ok {
 		o.fetchWindow = min(o.fetchWindow, ms.max/16)
 		o.aheadWindow = min(o.aheadWindow, ms.max/8)
+		o.aheadRaw = ms.max / 4
 	}
 	o.aheadWindow = max(o.aheadWindow, o.fetchWindow)
 	if o.demand == nil {

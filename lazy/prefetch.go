@@ -210,5 +210,5 @@ func (l *Layer) claimPrefetch(c *chunk, limit int64) *window {
 	if l.calls[keyOf(c)] != nil || l.bad[keyOf(c)] || l.has(c) {
 		return nil
 	}
-	return l.claimWindow(c, min(max(prefetchWindow, l.window), limit-c.cOff), 1)
+	return l.claimWindow(c, min(max(prefetchWindow, l.window), limit-c.cOff), 0, 1)
 }

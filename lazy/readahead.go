@@ -76,16 +76,17 @@ func (c *Content) sequential(start, end int64) {
 // read-ahead slots and a slot is free. Chunks found ready are remembered in
 // c.ahead, so that a sequential reader scans each chunk about once. A
 // reader that has read aheadRamp windows' worth in a row gets windows of
-// l.aheadMax: a long sequential read is what a large request serves best,
-// and each request costs the registry CPU time of its own.
+// l.aheadMax (and at most l.aheadRaw decompressed): a long sequential read
+// is what a large request serves best, and each request costs the
+// registry CPU time of its own.
 func (l *Layer) readAhead(c *Content, pos, run int64) {
 	f := c.f
 	if l.slots == nil || pos >= f.size {
 		return
 	}
-	size := l.window
+	size, raw := l.window, int64(0)
 	if run >= aheadRamp*l.window {
-		size = l.aheadMax
+		size, raw = l.aheadMax, l.aheadRaw
 	}
 	limit := f.find(pos).cOff + int64(cap(l.slots))*size
 	i := f.index(max(pos, c.ahead.Load()))
@@ -110,7 +111,7 @@ func (l *Layer) readAhead(c *Content, pos, run int64) {
 	}
 	// The window is claimed here, before the reader's next read, which
 	// would otherwise race the goroutine to it and fetch it as its own.
-	w := l.claimAhead(&f.chunks[i], size)
+	w := l.claimAhead(&f.chunks[i], size, raw)
 	if w == nil {
 		<-l.slots
 		return
