@@ -115,7 +115,8 @@
 // read tries again), so a sequential reader keeps about two windows ahead of
 // itself and the store is never flooded. Once a reader has read two
 // windows' worth in a row, its read-ahead windows are twice the fetch
-// window (within an eighth of a memory store): a long read is served best
+// window (in a memory-only store, within an eighth of it, and holding at
+// most a quarter of it decompressed): a long read is served best
 // by fewer, larger requests, and each request costs the registry CPU time
 // of its own (9 ms with Debian's docker-registry on these machines).
 //

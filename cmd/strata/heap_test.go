@@ -13,9 +13,10 @@ import (
 // lands in memory advised for huge pages, and that it holds what is written
 // to it (the advice must change nothing but the page size).
 func TestHugeHeap(t *testing.T) {
-	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	if err != nil || !strings.Contains(string(mode), "[madvise]") && !strings.Contains(string(mode), "[always]") {
-		t.Fatalf("this test needs THP in madvise or always mode: %q, %v", mode, err)
+	// The advice is recorded on the mapping (VmFlags "hg") where the
+	// kernel has THP; Debian's runs it in madvise mode.
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Fatalf("this test needs a kernel with transparent huge pages: %v", err)
 	}
 	hugeHeap()
 	buf := make([]byte, 64<<20)
