@@ -246,7 +246,8 @@ func TestReadAheadSequential(t *testing.T) {
 			}
 			l.Close()
 			s := l.Stats()
-			most, least := tiles(fileChunks(t, l, "big"), 3100), tiles(fileChunks(t, l, "big"), 6200)
+			chunks := fileChunks(t, l, "big")
+			most, least := tiles(chunks, 3100), tiles(chunks, 6200)
 			if n := sb.reads.Load(); n >= most || n < least || s.ReadAheads < 1 || s.ChunkFetches != 30 {
 				t.Errorf("%d reads (want %d-%d), %d of them read-ahead (want some), %d chunks fetched (want 30)",
 					n, least, most-1, s.ReadAheads, s.ChunkFetches)

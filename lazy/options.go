@@ -79,7 +79,6 @@ func (o *options) setDefaults() {
 		o.aheadWindow = min(o.aheadWindow, ms.max/8)
 		o.aheadRaw = ms.max / 4
 	}
-	o.aheadWindow = max(o.aheadWindow, o.fetchWindow)
 	if o.demand == nil {
 		o.demand = newDemand()
 	}
