@@ -115,10 +115,16 @@
 // read tries again), so a sequential reader keeps about two windows ahead of
 // itself and the store is never flooded. Once a reader has read two
 // windows' worth in a row, its read-ahead windows are twice the fetch
-// window (in a memory-only store, within an eighth of it, and holding at
-// most a quarter of it decompressed): a long read is served best
-// by fewer, larger requests, and each request costs the registry CPU time
-// of its own (9 ms with Debian's docker-registry on these machines).
+// window: a long read is served best by fewer, larger requests, and each
+// request costs the registry CPU time of its own (9 ms with Debian's
+// docker-registry on these machines).
+//
+// In a store of memory alone, what a window fetches must stay stored until
+// it is read, so windows are also bounded by what they hold decompressed
+// (an eighth of the store; grown read-ahead windows a quarter), and
+// read-ahead runs at most a quarter of the store's worth of the file ahead
+// of its reader, chunks already stored included: a reader slower than its
+// read-ahead would otherwise have it evict, unread, the chunks it fetched.
 //
 // # Prefetch
 //

@@ -72,7 +72,7 @@ func (l *Layer) claim(c *chunk) (data []byte, cl *call, w *window) {
 }
 
 // claimAhead starts a read-ahead window of up to size compressed and raw
-// decompressed bytes (0: any) at c, unless c is stored or under way
+// decompressed bytes at c, unless c is stored or under way
 // already.
 func (l *Layer) claimAhead(c *chunk, size, raw int64) *window {
 	l.mu.Lock()
@@ -93,7 +93,7 @@ const crossFileShare = 8
 // fetch window (of which at most 1/crossFileShare beyond c's file). l.mu is
 // held.
 func (l *Layer) newWindow(c *chunk) *window {
-	return l.claimWindow(c, l.window, 0, crossFileShare)
+	return l.claimWindow(c, l.window, l.windowRaw, crossFileShare)
 }
 
 // claimWindow claims c and the chunks that follow it in the blob, up to size

@@ -52,15 +52,16 @@ type Layer struct {
 	maxChunk   int64
 	stats      layerStats
 
-	window   int64         // compressed bytes one fetch may cover; 0: one chunk
-	aheadMax int64         // the read-ahead window of a long sequential read
-	aheadRaw int64         // and its most decompressed bytes; 0: any
-	slots    chan struct{} // read-ahead windows in flight; nil: no read-ahead
-	bg       *background
-	demand   *demand      // shared by the layers of an image
-	auto     atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
-	demanded atomic.Int64 // compressed bytes fetched for readers
-	autoOnce sync.Once
+	window    int64         // compressed bytes one fetch may cover; 0: one chunk
+	windowRaw int64         // and its most decompressed bytes; 0: any
+	aheadMax  int64         // the read-ahead window of a long sequential read
+	aheadRaw  int64         // and its most decompressed bytes; 0: any
+	slots     chan struct{} // read-ahead windows in flight; nil: no read-ahead
+	bg        *background
+	demand    *demand      // shared by the layers of an image
+	auto      atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
+	demanded  atomic.Int64 // compressed bytes fetched for readers
+	autoOnce  sync.Once
 
 	// lastDemand is where the last window readers fetched ended in the
 	// blob, lastSpans whether it held chunks of more than one file, and
@@ -111,7 +112,7 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 		return nil, fmt.Errorf("lazy %s: %w", o.name, err)
 	}
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
-		window: o.fetchWindow, aheadMax: o.aheadWindow, aheadRaw: o.aheadRaw,
+		window: o.fetchWindow, windowRaw: o.windowRaw, aheadMax: o.aheadWindow, aheadRaw: o.aheadRaw,
 		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{},
 		files: o.files, assembling: make(chan struct{}, 1), recording: o.record}
 	l.data = countingBlob{blob, &l.stats.requests}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/stratafs/strata/layer"
@@ -417,6 +418,12 @@ func TestCacheSequential(t *testing.T) {
 
 // readSequential reads the file at p in pieces of n bytes.
 func readSequential(t testing.TB, l *Layer, p string, n int) []byte {
+	return readPaced(t, l, p, n, 0)
+}
+
+// readPaced is readSequential with a pause after each read: a reader slower
+// than the layer's background fetches.
+func readPaced(t testing.TB, l *Layer, p string, n int, pause time.Duration) []byte {
 	c, err := l.Open(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
@@ -433,6 +440,7 @@ func readSequential(t testing.TB, l *Layer, p string, n int) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(pause)
 	}
 }
 

@@ -16,6 +16,7 @@ type options struct {
 	record       bool
 	fetchWindow  int64 // 0: one chunk per fetch, no read-ahead
 	readAhead    int   // read-ahead windows in flight per layer; 0: none
+	windowRaw    int64 // a fetch window's most decompressed bytes; 0: any
 	aheadWindow  int64 // read-ahead window of a long sequential read
 	aheadRaw     int64 // its most decompressed bytes; 0: any
 	windowSet    bool  // fetchWindow was given, even as 0
@@ -68,14 +69,17 @@ func (o *options) setDefaults() {
 	// by default, the size of the pooled window buffers).
 	o.aheadWindow = 2 * o.fetchWindow
 	// In a store of memory alone, what a window fetches must stay there
-	// until it is read. A window's chunks, decompressed, are often 2-4
-	// times its size, and a reader's window and its read-ahead hold up to
-	// three windows: a sixteenth of the store keeps them from evicting
-	// each other (64 MiB gives DefaultFetchWindow). The larger read-ahead
-	// windows are bounded by what they hold decompressed, a quarter of the
-	// store each.
+	// until it is read: a reader's window and the read-ahead in front of
+	// it must not evict each other. Windows are bounded in compressed bytes
+	// (a sixteenth of the store; 64 MiB gives DefaultFetchWindow) and in
+	// what they hold decompressed (an eighth), since text decompresses to
+	// 8-10 times its size; the larger read-ahead windows to twice that.
+	// Read-ahead runs at most its slots' windows ahead of the reader, so
+	// a reader's window, the chunks stored ahead of it and the windows
+	// under way stay within the store.
 	if ms, ok := o.store.(*MemoryStore); ok {
 		o.fetchWindow = min(o.fetchWindow, ms.max/16)
+		o.windowRaw = ms.max / 8
 		o.aheadWindow = min(o.aheadWindow, ms.max/8)
 		o.aheadRaw = ms.max / 4
 	}

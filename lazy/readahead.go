@@ -84,15 +84,24 @@ func (l *Layer) readAhead(c *Content, pos, run int64) {
 	if l.slots == nil || pos >= f.size {
 		return
 	}
-	size, raw := l.window, int64(0)
+	size, raw := l.window, l.windowRaw
 	if run >= aheadRamp*l.window {
 		size, raw = l.aheadMax, l.aheadRaw
 	}
-	limit := f.find(pos).cOff + int64(cap(l.slots))*size
+	// Read-ahead runs at most as many windows beyond pos as there are
+	// slots, in compressed bytes. Where windows are bounded in what they
+	// hold decompressed (a store of memory alone), it also runs at most
+	// l.aheadRaw of the file's bytes beyond pos, stored chunks included:
+	// a reader slower than its read-ahead must not have it fill the store
+	// with chunks that are evicted before they are read.
+	limit, rawLimit := f.find(pos).cOff+int64(cap(l.slots))*size, f.size
+	if raw > 0 {
+		rawLimit = pos + l.aheadRaw
+	}
 	i := f.index(max(pos, c.ahead.Load()))
 	for ; i < len(f.chunks); i++ {
 		ch := &f.chunks[i]
-		if ch.cOff >= limit {
+		if ch.cOff >= limit || ch.off >= rawLimit {
 			return
 		}
 		if !l.busy(ch) {
@@ -104,6 +113,15 @@ func (l *Layer) readAhead(c *Content, pos, run int64) {
 		return
 	}
 	c.ahead.Store(f.chunks[i].off)
+	if raw > 0 {
+		// Wait for room for half a window rather than fetch a chunk per
+		// read.
+		room := rawLimit - f.chunks[i].off
+		if room < raw/2 {
+			return
+		}
+		raw = min(raw, room)
+	}
 	select {
 	case l.slots <- struct{}{}:
 	default:
