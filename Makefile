@@ -17,6 +17,7 @@ all: build
 
 build:
 	go build -o $(BIN) ./cmd/strata
+	go build -o bin/strata-snapshotter ./cmd/strata-snapshotter
 
 deps:
 	scripts/deps.sh

@@ -471,7 +471,7 @@ func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, func(), err
 	if c.Bool("no-cache") {
 		return nil, nil, func() {}, nil
 	}
-	max, err := parseSize(c.String("cache-size"))
+	max, err := cache.ParseSize(c.String("cache-size"))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("mount: --cache-size: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cache
 
 import "testing"
 
@@ -11,15 +11,15 @@ func TestParseSize(t *testing.T) {
 		{"1.5GiB", 3 << 29}, {"2TB", 2e12}, {"100kB", 100000}, {"1K", 1024}, {"1 GiB", 1 << 30},
 		{"0.1K", 102}, {"7B", 7}, {"9223372036854775807", 1<<63 - 1}, {" 3M ", 3 << 20},
 	} {
-		got, err := parseSize(tc.in)
+		got, err := ParseSize(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "G", "-1", "1.2.3", ".", "10X", "1e9", "0x10", "inf", "NaN",
 		"9223372036854775808", "8192P", "1,5G", "10 G B"} {
-		if got, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
+		if got, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", bad, got)
 		}
 	}
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/contrib/snapshotservice"
+	"github.com/stratafs/strata/cache"
+	"github.com/stratafs/strata/snapshotter"
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
+)
+
+const (
+	defaultRoot     = "/var/lib/strata-snapshotter"
+	defaultAddress  = "/run/strata-snapshotter/strata.sock"
+	defaultCacheDir = "/var/lib/strata/cache" // strata mount's: they share it
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve containerd's snapshots API on a unix socket (a proxy snapshotter plugin)",
+		Description: "Layers pulled with 'strata-snapshotter pull' (or by the CRI plugin, which passes\n" +
+			"the same labels) whose manifest announces a TOC are mounted lazily from their\n" +
+			"registry; every other snapshot is an ordinary overlayfs one. Runs in the\n" +
+			"foreground; SIGINT or SIGTERM stops it and unmounts its lazy layers (containers\n" +
+			"still running on them then fail to read their image).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Value: defaultRoot, Usage: "keep snapshots, their metadata and the lazy layers' mounts in `DIR`"},
+			&cli.StringFlag{Name: "address", Value: defaultAddress, Usage: "serve on the unix socket `PATH` (containerd's proxy_plugins address)"},
+			&cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared with strata mount"},
+			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (0: no cap)"},
+			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to every registry (loopback ones are always allowed)"},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("serve: takes no arguments, got %q (see 'strata-snapshotter serve --help')", c.Args().Slice())
+	}
+	max, err := cache.ParseSize(c.String("cache-size"))
+	if err != nil {
+		return fmt.Errorf("serve: --cache-size: %w", err)
+	}
+	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max))
+	if err != nil {
+		return fmt.Errorf("serve: --cache: %w", err)
+	}
+	defer disk.Close()
+	logger := log.New(os.Stderr, "strata-snapshotter: ", log.LstdFlags)
+	sn, err := snapshotter.New(c.Context, snapshotter.Options{Root: c.String("root"), Cache: disk, Insecure: c.Bool("insecure"), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer func() {
+		if err := sn.Close(); err != nil {
+			logger.Print(err)
+		}
+	}()
+	l, err := listen(c.String("address"))
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	rpc := grpc.NewServer()
+	snapshotsapi.RegisterSnapshotsServer(rpc, snapshotservice.FromSnapshotter(sn))
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		logger.Printf("%v: stopping", sig)
+		rpc.Stop() // Serve returns; the deferred Close unmounts
+	}()
+	logger.Printf("serving %s on %s", c.String("root"), c.String("address"))
+	if err := rpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// listen listens on the unix socket path, replacing a socket an earlier
+// process left (nothing else: a regular file there is an error).
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("--address %s: exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	return net.Listen("unix", path)
+}

@@ -1,0 +1,168 @@
+package snapshotter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/stratafs/strata/cache"
+	"github.com/stratafs/strata/layer"
+	"github.com/stratafs/strata/lazy"
+	"github.com/stratafs/strata/lazy/remote"
+)
+
+// errNotLazy: the layer, or one below it, has no TOC; containerd downloads
+// and unpacks it as usual.
+var errNotLazy = errors.New("not lazily loadable")
+
+// memoryChunks is the memory kept for hot chunks, in front of the on-disk
+// cache, for every image together; memoryQueue how many bytes of chunks
+// may wait for the disk (as strata mount keeps them).
+const (
+	memoryChunks = 64 << 20
+	memoryQueue  = 16 << 20
+)
+
+// images opens the images whose layers the remote snapshots stand for,
+// each once, and keeps them open while the snapshotter runs: one image's
+// layers back the mounts of all its remote snapshots.
+type images struct {
+	insecure bool
+	disk     *cache.Store
+	tiered   *lazy.TieredStore
+
+	mu   sync.Mutex
+	open map[string]*image // by manifest digest
+}
+
+// image is one image's lazily loadable layers, opened on first use.
+type image struct {
+	once   sync.Once
+	err    error
+	img    *remote.Image
+	lazies []*lazy.Layer // the leading layers that have a TOC, base first
+}
+
+func newImages(disk *cache.Store, insecure bool) *images {
+	return &images{
+		insecure: insecure,
+		disk:     disk,
+		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue),
+		open:     map[string]*image{},
+	}
+}
+
+// get returns the image that ref (its name) and manifest (its digest)
+// name, its TOCs fetched and verified. The image is resolved by digest:
+// its manifest and config come from the cache when strata has seen them.
+func (is *images) get(ctx context.Context, ref, manifest string) (*image, error) {
+	is.mu.Lock()
+	im := is.open[manifest]
+	if im == nil {
+		im = &image{}
+		is.open[manifest] = im
+	}
+	is.mu.Unlock()
+	im.once.Do(func() { im.err = im.load(ctx, is, ref, manifest) })
+	if im.err != nil {
+		// A failure is not kept: the next Prepare tries again.
+		is.mu.Lock()
+		if is.open[manifest] == im {
+			delete(is.open, manifest)
+		}
+		is.mu.Unlock()
+	}
+	return im, im.err
+}
+
+func (im *image) load(ctx context.Context, is *images, ref, manifest string) error {
+	byDigest, err := digestRef(ref, manifest)
+	if err != nil {
+		return err
+	}
+	im.img, err = remote.Resolve(ctx, byDigest, remote.WithInsecure(is.insecure), remote.WithStore(is.disk))
+	if err != nil {
+		return err
+	}
+	var ils []lazy.ImageLayer
+	for i, d := range im.img.Layers() {
+		if _, err := lazy.TOCDigest(d.Annotations); err != nil {
+			break // this layer, and every one above it, is containerd's to unpack
+		}
+		blob, err := im.img.Layer(i)
+		if err != nil {
+			return err
+		}
+		ils = append(ils, lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blob})
+	}
+	im.lazies, err = lazy.OpenImage(ctx, ils, lazy.WithChunkStore(is.tiered), lazy.WithFileStore(is.disk))
+	if err != nil {
+		return fmt.Errorf("%s: %w", byDigest, err)
+	}
+	// As strata mount does: the landmarked files now, then a whole layer
+	// once its readers have fetched enough of it.
+	for _, l := range im.lazies {
+		l.Prefetch(lazy.PrefetchAuto)
+	}
+	return nil
+}
+
+// digestRef is ref's repository at the manifest digest.
+func digestRef(ref, manifest string) (string, error) {
+	if !strings.HasPrefix(manifest, "sha256:") {
+		return "", fmt.Errorf("manifest digest %q: want sha256:...", manifest)
+	}
+	repo := ref
+	if i := strings.IndexByte(repo, '@'); i >= 0 {
+		repo = repo[:i]
+	}
+	// A tag follows the last colon after the last slash (a colon before it
+	// belongs to the registry's port).
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	if repo == "" {
+		return "", fmt.Errorf("image reference %q: no repository", ref)
+	}
+	return repo + "@" + manifest, nil
+}
+
+// index returns the position of the layer with this digest among the
+// image's lazily loadable layers.
+func (im *image) index(layerDigest string) (int, error) {
+	for i, d := range im.img.Layers() {
+		if d.Digest != layerDigest {
+			continue
+		}
+		if i >= len(im.lazies) {
+			return 0, fmt.Errorf("layer %d (%s): %w", i, layerDigest, errNotLazy)
+		}
+		return i, nil
+	}
+	return 0, fmt.Errorf("layer %s is not in image %s", layerDigest, im.img.Name())
+}
+
+// layers returns the image's layers 0..n, for a merged mount.
+func (im *image) layers(n int) []layer.Layer {
+	out := make([]layer.Layer, n+1)
+	for i, l := range im.lazies[:n+1] {
+		out[i] = l
+	}
+	return out
+}
+
+// close stops every image's background work and flushes the chunks still
+// queued for the disk.
+func (is *images) close() {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	for _, im := range is.open {
+		for _, l := range im.lazies {
+			l.Close()
+		}
+	}
+	is.open = map[string]*image{}
+	is.tiered.Close()
+}

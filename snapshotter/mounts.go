@@ -1,0 +1,106 @@
+package snapshotter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/containerd/mount"
+	"github.com/stratafs/strata/unionfs"
+)
+
+// rewrite turns the mounts containerd's overlay snapshotter gives for a
+// snapshot into strata's: each remote snapshot they name is mounted, and
+// an overlayfs lowerdir list ends at the first remote snapshot, whose
+// mount already merges every layer below it (see the package
+// documentation).
+func (s *Snapshotter) rewrite(ctx context.Context, ms []mount.Mount) ([]mount.Mount, error) {
+	if len(ms) != 1 {
+		return ms, nil
+	}
+	m := ms[0]
+	switch m.Type {
+	case "bind": // a snapshot with no parent, or a view of one
+		if r := s.remoteAt(m.Source); r != nil {
+			if err := s.mountRemote(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		return ms, nil
+	case "overlay":
+		return s.rewriteOverlay(ctx, m)
+	}
+	return ms, nil
+}
+
+const lowerdirOption = "lowerdir="
+
+func (s *Snapshotter) rewriteOverlay(ctx context.Context, m mount.Mount) ([]mount.Mount, error) {
+	at, upper := -1, false
+	for i, o := range m.Options {
+		switch {
+		case strings.HasPrefix(o, lowerdirOption):
+			at = i
+		case strings.HasPrefix(o, "upperdir="):
+			upper = true
+		}
+	}
+	if at < 0 {
+		return []mount.Mount{m}, nil
+	}
+	lowers := strings.Split(strings.TrimPrefix(m.Options[at], lowerdirOption), ":")
+	cut := len(lowers)
+	for i, dir := range lowers {
+		if r := s.remoteAt(dir); r != nil {
+			if err := s.mountRemote(ctx, r); err != nil {
+				return nil, err
+			}
+			cut = i + 1
+			break
+		}
+	}
+	if cut == len(lowers) {
+		return []mount.Mount{m}, nil
+	}
+	lowers = lowers[:cut]
+	if !upper && len(lowers) == 1 {
+		// overlayfs needs two layers without an upper: a read-only view
+		// of one tree is a read-only bind mount of it.
+		return []mount.Mount{{Type: "bind", Source: lowers[0], Options: []string{"ro", "rbind"}}}, nil
+	}
+	opts := append([]string(nil), m.Options...)
+	opts[at] = lowerdirOption + strings.Join(lowers, ":")
+	return []mount.Mount{{Type: m.Type, Source: m.Source, Options: opts}}, nil
+}
+
+// remoteAt returns the remote snapshot whose directory is dir, if any.
+func (s *Snapshotter) remoteAt(dir string) *remoteSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byDir[dir]
+}
+
+// mountRemote mounts r, unless it is mounted: the merged tree of its
+// image's layers 0..r.layer, read-only and open-less (the kernel opens
+// and caches files without asking strata), on r.dir.
+func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv != nil {
+		return nil
+	}
+	im, err := s.images.get(ctx, r.ref, r.manifest)
+	if err != nil {
+		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
+	}
+	if r.layer >= len(im.lazies) {
+		return fmt.Errorf("snapshotter: mount %s: layer %d of %s: %w", r.name, r.layer, r.ref, errNotLazy)
+	}
+	srv, err := unionfs.Mount(ctx, r.dir, im.layers(r.layer), unionfs.WithOpenless(true), unionfs.WithLogger(s.logger))
+	if err != nil {
+		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
+	}
+	r.srv = srv
+	s.logger.Printf("mounted layers 0-%d of %s (%s) on %s", r.layer, r.ref, r.manifest, r.dir)
+	return nil
+}

@@ -1,0 +1,362 @@
+package snapshotter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/pkg/snapshotters"
+	"github.com/containerd/containerd/snapshots"
+	"github.com/containerd/containerd/snapshots/overlay"
+	"github.com/stratafs/strata/cache"
+	"github.com/stratafs/strata/unionfs"
+	"golang.org/x/sys/unix"
+)
+
+// The labels containerd's unpacker puts on a layer's Prepare: the chain ID
+// of the snapshot to commit (containerd's own), and those that
+// snapshotters.AppendInfoHandlerWrapper adds.
+const labelTarget = "containerd.io/snapshot.ref"
+
+// The labels of a remote snapshot: which image, and which of its layers,
+// it stands for.
+const (
+	labelRemoteRef      = "strata.io/image-ref"
+	labelRemoteManifest = "strata.io/manifest-digest"
+	labelRemoteLayer    = "strata.io/layer-index"
+)
+
+// Options are a Snapshotter's settings.
+type Options struct {
+	// Root holds the snapshots, their metadata and the mounts of remote
+	// snapshots.
+	Root string
+	// Cache is the chunk cache every image's layers share; the caller
+	// opens and closes it.
+	Cache *cache.Store
+	// Insecure allows plain HTTP to every registry (loopback ones need
+	// no permission).
+	Insecure bool
+	// Logger gets a line per remote snapshot mounted, and per failure no
+	// caller sees; nil: the standard logger.
+	Logger *log.Logger
+}
+
+// Snapshotter is containerd's overlay snapshotter with image layers
+// mounted lazily (see the package documentation). It is safe for
+// concurrent use.
+type Snapshotter struct {
+	snapshots.Snapshotter // containerd's overlay snapshotter, under Root
+	images                *images
+	logger                *log.Logger
+
+	mu      sync.Mutex
+	remotes map[string]*remoteSnapshot // by snapshot name (chain ID)
+	byDir   map[string]*remoteSnapshot // by the snapshot's directory
+}
+
+// remoteSnapshot is a committed snapshot that stands for layers 0..layer
+// of an image, mounted on dir by strata.
+type remoteSnapshot struct {
+	name, dir     string
+	ref, manifest string
+	layer         int
+
+	mu  sync.Mutex      // guards srv; held while mounting
+	srv *unionfs.Server // nil until mounted
+}
+
+var _ snapshots.Snapshotter = (*Snapshotter)(nil)
+
+// New opens the snapshotter at o.Root. Mounts left by an earlier process
+// are detached first (their server is gone); the remote snapshots it
+// committed are found again from their labels and mounted when next used.
+func New(ctx context.Context, o Options) (*Snapshotter, error) {
+	if o.Root == "" || o.Cache == nil {
+		return nil, errors.New("snapshotter: a root and a cache are required")
+	}
+	if o.Logger == nil {
+		o.Logger = log.Default()
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	if err := detachStale(filepath.Join(root, "snapshots")); err != nil {
+		return nil, err
+	}
+	inner, err := overlay.NewSnapshotter(root)
+	if err != nil {
+		return nil, fmt.Errorf("snapshotter: %w", err)
+	}
+	s := &Snapshotter{
+		Snapshotter: inner,
+		images:      newImages(o.Cache, o.Insecure),
+		logger:      o.Logger,
+		remotes:     map[string]*remoteSnapshot{},
+		byDir:       map[string]*remoteSnapshot{},
+	}
+	if err := s.restore(ctx); err != nil {
+		inner.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// detachStale detaches the mounts below dir: FUSE mounts of remote
+// snapshots whose server (an earlier process) is gone.
+func detachStale(dir string) error {
+	mounts, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("snapshotter: detach stale mount %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// mountsUnder lists the mount points below dir, deepest last.
+func mountsUnder(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(f[4])
+		if strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// restore finds the remote snapshots an earlier process committed.
+func (s *Snapshotter) restore(ctx context.Context) error {
+	var found []snapshots.Info
+	err := s.Snapshotter.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindCommitted && info.Labels[labelRemoteManifest] != "" {
+			found = append(found, info)
+		}
+		return nil
+	})
+	if err != nil && !errdefs.IsNotFound(err) { // not found: a new root
+		return fmt.Errorf("snapshotter: restore: %w", err)
+	}
+	for _, info := range found {
+		n, err := strconv.Atoi(info.Labels[labelRemoteLayer])
+		if err != nil {
+			return fmt.Errorf("snapshotter: restore %s: label %s: %w", info.Name, labelRemoteLayer, err)
+		}
+		if err := s.register(ctx, info.Name, info.Labels[labelRemoteRef], info.Labels[labelRemoteManifest], n); err != nil {
+			return fmt.Errorf("snapshotter: restore %s: %w", info.Name, err)
+		}
+	}
+	return nil
+}
+
+// register records a committed remote snapshot, finding its directory
+// from a read-only view of it (containerd's overlay snapshotter names a
+// snapshot's directory by an internal id, and a view of one parent is a
+// bind mount of that directory).
+func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, layer int) error {
+	key := "strata-probe-" + name
+	ms, err := s.Snapshotter.View(ctx, key, name)
+	if err != nil {
+		return err
+	}
+	defer s.Snapshotter.Remove(ctx, key)
+	if len(ms) != 1 || ms[0].Type != "bind" {
+		return fmt.Errorf("view of %s: want one bind mount, got %v", name, ms)
+	}
+	r := &remoteSnapshot{name: name, dir: ms[0].Source, ref: ref, manifest: manifest, layer: layer}
+	s.mu.Lock()
+	s.remotes[name], s.byDir[r.dir] = r, r
+	s.mu.Unlock()
+	return nil
+}
+
+// Prepare makes an active snapshot key on parent. A layer's Prepare that
+// strata can serve lazily commits the layer's snapshot at once and answers
+// ErrAlreadyExists (see the package documentation).
+func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	var info snapshots.Info
+	for _, o := range opts {
+		if err := o(&info); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.prepareRemote(ctx, key, parent, info.Labels); !errors.Is(err, errNotLazy) {
+		return nil, err
+	}
+	ms, err := s.Snapshotter.Prepare(ctx, key, parent, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s.rewrite(ctx, ms)
+}
+
+// prepareRemote commits the remote snapshot a layer's Prepare asks for,
+// and returns ErrAlreadyExists; errNotLazy when the layer is containerd's
+// to unpack.
+func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, labels map[string]string) error {
+	target := labels[labelTarget]
+	ref, manifest := labels[snapshotters.TargetRefLabel], labels[snapshotters.TargetManifestDigestLabel]
+	layerDigest := labels[snapshotters.TargetLayerDigestLabel]
+	if target == "" || ref == "" || manifest == "" || layerDigest == "" {
+		return errNotLazy // not an image layer's unpack, or no labels
+	}
+	below := -1 // the layer index of the parent, a remote snapshot
+	if parent != "" {
+		s.mu.Lock()
+		p := s.remotes[parent]
+		s.mu.Unlock()
+		if p == nil {
+			return errNotLazy // a layer below was unpacked: so is this one
+		}
+		below = p.layer
+	}
+	im, err := s.images.get(ctx, ref, manifest)
+	if err != nil {
+		s.logger.Printf("snapshotter: %s: %v; containerd unpacks its layers", ref, err)
+		return errNotLazy
+	}
+	n, err := im.index(layerDigest)
+	if err != nil || n != below+1 {
+		// Not lazily loadable, or a chain that does not match the image's
+		// order of layers: unpacked as usual.
+		return errNotLazy
+	}
+	if _, err := s.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(labels)); err != nil {
+		return err
+	}
+	committed := map[string]string{}
+	for k, v := range labels {
+		committed[k] = v
+	}
+	committed[labelRemoteRef], committed[labelRemoteManifest], committed[labelRemoteLayer] = ref, manifest, strconv.Itoa(n)
+	if err := s.Snapshotter.Commit(ctx, target, key, snapshots.WithLabels(committed)); err != nil {
+		s.Snapshotter.Remove(ctx, key)
+		return err // ErrAlreadyExists when another unpack committed it first
+	}
+	if err := s.register(ctx, target, ref, manifest, n); err != nil {
+		s.Snapshotter.Remove(ctx, target)
+		return fmt.Errorf("snapshotter: remote snapshot %s: %w", target, err)
+	}
+	return fmt.Errorf("remote snapshot %s (layer %d of %s): %w", target, n, ref, errdefs.ErrAlreadyExists)
+}
+
+// View makes a read-only snapshot key of parent.
+func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	ms, err := s.Snapshotter.View(ctx, key, parent, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s.rewrite(ctx, ms)
+}
+
+// Mounts returns how to mount the active or view snapshot key.
+func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	ms, err := s.Snapshotter.Mounts(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.rewrite(ctx, ms)
+}
+
+// Remove removes the snapshot key; a remote one is unmounted first.
+func (s *Snapshotter) Remove(ctx context.Context, key string) error {
+	s.mu.Lock()
+	r := s.remotes[key]
+	s.mu.Unlock()
+	if r != nil {
+		if err := r.unmount(); err != nil {
+			return fmt.Errorf("snapshotter: remove %s: %w", key, err)
+		}
+	}
+	if err := s.Snapshotter.Remove(ctx, key); err != nil {
+		return err
+	}
+	if r != nil {
+		s.mu.Lock()
+		delete(s.remotes, key)
+		delete(s.byDir, r.dir)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Close unmounts every remote snapshot and closes the metadata.
+func (s *Snapshotter) Close() error {
+	s.mu.Lock()
+	rs := make([]*remoteSnapshot, 0, len(s.remotes))
+	for _, r := range s.remotes {
+		rs = append(rs, r)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, r := range rs {
+		if err := r.unmount(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.images.close()
+	errs = append(errs, s.Snapshotter.Close())
+	return errors.Join(errs...)
+}
+
+// unmount ends r's mount, if it has one, without waiting for its server:
+// overlays that still use it hold it by private clones of the mount, and
+// keep reading through it until they are unmounted themselves; the
+// server's goroutines end with the connection. A mount something has open
+// is detached.
+func (r *remoteSnapshot) unmount() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		return nil
+	}
+	err := unix.Unmount(r.dir, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(r.dir, unix.MNT_DETACH)
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted
+		return fmt.Errorf("unmount %s: %w", r.dir, err)
+	}
+	r.srv = nil
+	return nil
+}
