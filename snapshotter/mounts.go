@@ -35,20 +35,26 @@ func (s *Snapshotter) rewrite(ctx context.Context, ms []mount.Mount) ([]mount.Mo
 
 const lowerdirOption = "lowerdir="
 
-func (s *Snapshotter) rewriteOverlay(ctx context.Context, m mount.Mount) ([]mount.Mount, error) {
-	at, upper := -1, false
+// lowerdirs returns an overlayfs mount's lower directories, top first,
+// and the index of its lowerdir option (-1: none).
+func lowerdirs(m mount.Mount) ([]string, int) {
 	for i, o := range m.Options {
-		switch {
-		case strings.HasPrefix(o, lowerdirOption):
-			at = i
-		case strings.HasPrefix(o, "upperdir="):
-			upper = true
+		if v, ok := strings.CutPrefix(o, lowerdirOption); ok {
+			return strings.Split(v, ":"), i
 		}
 	}
+	return []string{""}, -1
+}
+
+func (s *Snapshotter) rewriteOverlay(ctx context.Context, m mount.Mount) ([]mount.Mount, error) {
+	lowers, at := lowerdirs(m)
 	if at < 0 {
 		return []mount.Mount{m}, nil
 	}
-	lowers := strings.Split(strings.TrimPrefix(m.Options[at], lowerdirOption), ":")
+	upper := false
+	for _, o := range m.Options {
+		upper = upper || strings.HasPrefix(o, "upperdir=")
+	}
 	cut := len(lowers)
 	for i, dir := range lowers {
 		if r := s.remoteAt(dir); r != nil {

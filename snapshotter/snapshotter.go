@@ -190,9 +190,10 @@ func (s *Snapshotter) restore(ctx context.Context) error {
 }
 
 // register records a committed remote snapshot, finding its directory
-// from a read-only view of it (containerd's overlay snapshotter names a
-// snapshot's directory by an internal id, and a view of one parent is a
-// bind mount of that directory).
+// from a read-only view of it: containerd's overlay snapshotter names a
+// snapshot's directory by an internal id, and a view lists its parent's
+// directory first (a bind mount of it, or the top of an overlayfs
+// lowerdir list).
 func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, layer int) error {
 	key := "strata-probe-" + name
 	ms, err := s.Snapshotter.View(ctx, key, name)
@@ -200,10 +201,17 @@ func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, 
 		return err
 	}
 	defer s.Snapshotter.Remove(ctx, key)
-	if len(ms) != 1 || ms[0].Type != "bind" {
-		return fmt.Errorf("view of %s: want one bind mount, got %v", name, ms)
+	dir := ""
+	if len(ms) == 1 && ms[0].Type == "bind" {
+		dir = ms[0].Source
+	} else if len(ms) == 1 && ms[0].Type == "overlay" {
+		lowers, _ := lowerdirs(ms[0])
+		dir = lowers[0]
 	}
-	r := &remoteSnapshot{name: name, dir: ms[0].Source, ref: ref, manifest: manifest, layer: layer}
+	if dir == "" {
+		return fmt.Errorf("view of %s: want a bind or overlayfs mount, got %v", name, ms)
+	}
+	r := &remoteSnapshot{name: name, dir: dir, ref: ref, manifest: manifest, layer: layer}
 	s.mu.Lock()
 	s.remotes[name], s.byDir[r.dir] = r, r
 	s.mu.Unlock()
