@@ -4,7 +4,7 @@
 # missing, so `make test` can call it every time.
 set -euo pipefail
 
-APT_PACKAGES=(fuse-overlayfs fio hyperfine attr acl util-linux python3 curl docker-registry debootstrap)
+APT_PACKAGES=(fuse-overlayfs fio hyperfine attr acl util-linux python3 curl docker-registry debootstrap containerd runc)
 
 die() {
 	echo "deps: $*" >&2
