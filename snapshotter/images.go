@@ -153,6 +153,22 @@ func (im *image) layers(n int) []layer.Layer {
 	return out
 }
 
+// drop closes the image with this manifest digest, if it is open: its
+// layers' background work stops, and their trees are freed once no mount
+// serves them.
+func (is *images) drop(manifest string) {
+	is.mu.Lock()
+	im := is.open[manifest]
+	delete(is.open, manifest)
+	is.mu.Unlock()
+	if im != nil {
+		im.once.Do(func() {}) // a load under way finishes first
+		for _, l := range im.lazies {
+			l.Close()
+		}
+	}
+}
+
 // close stops every image's background work and flushes the chunks still
 // queued for the disk.
 func (is *images) close() {

@@ -323,7 +323,14 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		s.mu.Lock()
 		delete(s.remotes, key)
 		delete(s.byDir, r.dir)
+		used := false
+		for _, o := range s.remotes {
+			used = used || o.manifest == r.manifest
+		}
 		s.mu.Unlock()
+		if !used {
+			s.images.drop(r.manifest) // its last snapshot is gone
+		}
 	}
 	return nil
 }
