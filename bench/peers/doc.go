@@ -34,17 +34,28 @@
 // returns (or fails: Stop is safe on a daemon that never mounted), so a
 // signal or a panic still unmounts everything.
 //
-// # stargz-snapshotter
+// # containerd nodes
 //
-// A [StargzNode] is the peer the field already has: containerd (Debian's
-// 1.6) with stargz-snapshotter's containerd-stargz-grpc as its proxy
-// snapshotter, both private to one directory (roots, state, configs,
-// sockets), driven with the ctr and ctr-remote command lines, so strata
-// needs no containerd Go module. Daemons that serve a socket rather than
-// a mount are services: ready when the socket answers, stopped by their
-// documented signal (SIGTERM for containerd, SIGINT for stargz, which
-// then unmounts its layers), then by SIGKILL, and they die with the
-// benchmark (Pdeathsig). Stop also deletes containers left by an
-// interrupted run and kills the runc shims still naming the node's
-// socket, the only processes of a node that are not its children.
+// A [Node] is a private containerd (Debian's 1.6, with runc), its roots,
+// state, configs and sockets under one directory, driven with the ctr
+// command line, so the benchmarks need no containerd Go module. Its
+// containers run on one snapshotter, and the three kinds of node differ
+// only in that and in how they pull:
+//
+//	node             snapshotter                       pull
+//	StartContainerd  containerd's own overlayfs        ctr images pull: every layer downloaded, unpacked
+//	StrataNode       strata-snapshotter serve (proxy)  strata-snapshotter pull: lazy layers mounted
+//	StargzNode       containerd-stargz-grpc (proxy)    ctr-remote images rpull: lazy layers mounted
+//
+// A proxy snapshotter's daemon is started before containerd and stopped
+// after it. Run is `ctr run --rm`, timed to the command's first line of
+// output, the container's setup included. Daemons that serve a socket
+// rather than a mount are services: ready when the socket answers,
+// stopped by their documented signal (SIGTERM for containerd and
+// strata-snapshotter, SIGINT for stargz; the proxies then unmount their
+// layers), then by SIGKILL, and they die with the benchmark (Pdeathsig).
+// Stop also deletes containers left by an interrupted run, kills the
+// runc shims still naming the node's socket (the only processes of a
+// node that are not its children), and detaches, reporting it, anything
+// still mounted under the node's directory.
 package peers

@@ -95,8 +95,12 @@ func (s *service) stop() error {
 	}
 }
 
-// alive fails when the service has exited.
+// alive fails when the service has exited; a nil service (a node with
+// no proxy daemon) is never dead.
 func (s *service) alive() error {
+	if s == nil || s.exited == nil {
+		return nil
+	}
 	select {
 	case err := <-s.exited:
 		s.exited <- err

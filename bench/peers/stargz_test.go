@@ -59,7 +59,7 @@ func TestStargzConfigs(t *testing.T) {
 			t.Errorf("stargz config lacks %q:\n%s", want, s)
 		}
 	}
-	c := ContainerdConfig("/n/containerd", "/n/containerd.sock", "/n/stargz.sock")
+	c := ContainerdConfig("/n/containerd", "/n/containerd.sock", "stargz", "/n/stargz.sock")
 	for _, want := range []string{"version = 2\n", "root = \"/n/containerd/root\"\n", "state = \"/n/containerd/state\"\n",
 		"[grpc]\n  address = \"/n/containerd.sock\"\n", "[ttrpc]\n  address = \"/n/containerd.sock.ttrpc\"\n",
 		"path = \"/n/containerd/opt\"\n", "[proxy_plugins.stargz]\n  type = \"snapshot\"\n  address = \"/n/stargz.sock\"\n",
@@ -67,6 +67,9 @@ func TestStargzConfigs(t *testing.T) {
 		if !strings.Contains(c, want) {
 			t.Errorf("containerd config lacks %q:\n%s", want, c)
 		}
+	}
+	if plain := ContainerdConfig("/n/containerd", "/n/containerd.sock", "", ""); strings.Contains(plain, "proxy_plugins") {
+		t.Errorf("containerd config without a proxy names one:\n%s", plain)
 	}
 }
 

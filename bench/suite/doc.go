@@ -32,6 +32,15 @@
 //	memory    strata mounts of files-100k (quick: files-2k) and files-tiny, fresh
 //	          each run: peak RSS after `find -ls` and after reading every file;
 //	          per 100,000 files = the difference of the medians per file
+//	containerd  one section per link (not with Quick unless named), the cold image through
+//	          containerd 1.6 and runc, a fresh private node per system and run (bench/peers):
+//	  cold ctr run print(1)     from nothing local (node started untimed, drop_caches)
+//	                            through the pull to the first line of `ctr run --rm`
+//	  second ctr run print(1)   then a second container of the same image, to its first line
+//	  systems: strata snapshotter (strata-snapshotter built from ./cmd/strata-snapshotter,
+//	           `strata-snapshotter pull` of the zstd-chunked tag), containerd overlayfs
+//	           (`ctr images pull` of the gzip tag); with STARGZ_BIN, stargz-snapshotter ctr
+//	           (rpull of the estargz tag)
 //	counts    bytes: the registry's count (the relay's bytes downstream), strata's
 //	          own (`strata stat --json`: fetched, served) and the bytes a full read
 //	          read; memory: the strata process's VmHWM after each cold run and after

@@ -24,10 +24,12 @@ const (
 	ScenWrites   = "writes"   // 5: untar, copy-up, small creates
 	ScenMemory   = "memory"   // 6: strata's peak RSS
 	ScenScaling  = "scaling"  // 7: 1, 4 and 16 containers at once
+	// 8: container start through containerd, cold and second (with Quick only when named)
+	ScenContainerd = "containerd"
 )
 
 // AllScenarios lists every group.
-var AllScenarios = []string{ScenCold, ScenFullRead, ScenBytes, ScenWarm, ScenMeta, ScenWrites, ScenMemory, ScenScaling}
+var AllScenarios = []string{ScenCold, ScenFullRead, ScenBytes, ScenWarm, ScenMeta, ScenWrites, ScenMemory, ScenScaling, ScenContainerd}
 
 // Options configure Run. The zero value plus Out is the full suite.
 type Options struct {
@@ -50,6 +52,9 @@ type Options struct {
 	ImageCache string
 	// Strata is the strata binary; default: built from ./cmd/strata into Work.
 	Strata string
+	// Snapshotter is the strata-snapshotter binary, for the containerd
+	// scenario; default: built from ./cmd/strata-snapshotter into Work.
+	Snapshotter string
 	// Timeout bounds one system's run of one scenario; default 10 minutes.
 	Timeout time.Duration
 	// Progress receives one line per step; nil discards them.
@@ -77,6 +82,10 @@ func (o *Options) setDefaults() error {
 	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = AllScenarios
+		if o.Quick {
+			// Quick leaves containerd out unless it is asked for by name.
+			o.Scenarios = slices.DeleteFunc(slices.Clone(AllScenarios), func(s string) bool { return s == ScenContainerd })
+		}
 	}
 	for _, s := range o.Scenarios {
 		if !slices.Contains(AllScenarios, s) {

@@ -33,7 +33,7 @@ func isStargz(system string) bool { return system == sysStargz || system == sysS
 // STARGZ_BIN that is set but unusable fails the run: the user asked for it.
 func (r *runner) setupStargz(ctx context.Context) error {
 	bin := os.Getenv("STARGZ_BIN")
-	cold := r.o.wants(ScenCold) || r.o.wants(ScenFullRead) || r.o.wants(ScenBytes)
+	cold := r.o.wants(ScenCold) || r.o.wants(ScenFullRead) || r.o.wants(ScenBytes) || r.o.wants(ScenContainerd)
 	switch {
 	case bin == "":
 		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: STARGZ_BIN unset")
@@ -42,7 +42,7 @@ func (r *runner) setupStargz(ctx context.Context) error {
 		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: quick mode (STARGZ_BIN is set; it runs without -quick)")
 		return nil
 	case !cold:
-		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: it applies to the cold, fullread and bytes scenarios only")
+		r.res.NotRun = append(r.res.NotRun, "stargz-snapshotter: not run: it applies to the cold, fullread, bytes and containerd scenarios only")
 		return nil
 	}
 	bin, err := filepath.Abs(bin)

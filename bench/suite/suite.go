@@ -33,6 +33,8 @@ type runner struct {
 	big, many, tiny *images.Image
 	// stargz is set when stargz-snapshotter is measured (STARGZ_BIN).
 	stargz *stargzEnv
+	// ctr is set when the containerd sections run.
+	ctr *ctrEnv
 }
 
 // linkEnv is one link: its relay in front of the registry.
@@ -102,6 +104,9 @@ func (r *runner) setup(ctx context.Context) error {
 		r.res.Links = append(r.res.Links, l.String())
 	}
 	if err := r.setupStargz(ctx); err != nil {
+		return err
+	}
+	if err := r.setupContainerd(ctx); err != nil {
 		return err
 	}
 	return r.checkLinks(ctx)
@@ -268,7 +273,11 @@ type push struct {
 // the local one when the local section runs, the synthetic ones in the
 // only formats their scenarios read (gzip is what a full pull extracts).
 func (r *runner) pushes() []push {
-	out := []push{{r.cold, images.Formats, "cold start, full read, bytes, scaling"}}
+	used := "cold start, full read, bytes, scaling"
+	if r.o.wants(ScenContainerd) {
+		used += ", containerd"
+	}
+	out := []push{{r.cold, images.Formats, used}}
 	if r.wantsLocal() {
 		out = append(out, push{r.local, images.Formats, "warm reads, metadata, writes, memory"})
 	}
@@ -293,6 +302,9 @@ func (r *runner) measure(ctx context.Context) {
 	for _, l := range r.links {
 		if r.o.wants(ScenCold) || r.o.wants(ScenFullRead) || r.o.wants(ScenBytes) || r.o.wants(ScenScaling) {
 			r.coldSection(ctx, l)
+		}
+		if r.ctr != nil && ctx.Err() == nil {
+			r.ctrSection(ctx, l)
 		}
 	}
 	// Peak RSS is read in the cold sections and, when it runs for its own

@@ -1,11 +1,14 @@
 // Command suite runs strata's benchmark suite (package bench/suite): cold
 // start, full read, bytes fetched, warm reads, metadata, writes, memory
 // and scaling, strata against a full pull + overlayfs, kernel overlayfs,
-// fuse-overlayfs and a native directory, on each link, in one run. It
-// writes suite.json, suite.md and PNG plots to -out.
+// fuse-overlayfs and a native directory, and container start through
+// containerd (strata's snapshotter against containerd's overlayfs), on
+// each link, in one run. It writes suite.json, suite.md and PNG plots to
+// -out.
 //
 //	go run ./bench/cmd/suite                      # full: about an hour on 2 cores
 //	go run ./bench/cmd/suite -quick               # smoke test: small image, 1 run, loopback
+//	go run ./bench/cmd/suite -quick -scenarios containerd   # containerd on the small image (not in plain -quick)
 //	go run ./bench/cmd/suite -runs 3 -links loopback,100M20ms -scenarios cold,fullread,bytes
 //	STARGZ_BIN=DIR go run ./bench/cmd/suite -scenarios cold,fullread,bytes   # + stargz-snapshotter
 //
@@ -15,7 +18,8 @@
 // (installed with apt-get if missing), except with -quick.
 //
 // It needs root (mounts, chroot, drop_caches) and runs from the module
-// root (it builds ./cmd/strata). SIGINT or SIGTERM stops it after
+// root (it builds ./cmd/strata, and ./cmd/strata-snapshotter for the
+// containerd scenario). SIGINT or SIGTERM stops it after
 // unmounting and stopping everything it started; no report is written then.
 package main
 
@@ -44,6 +48,7 @@ func main() {
 	flag.StringVar(&o.Work, "work", "", "scratch `dir`, emptied first (default /var/tmp/strata-suite)")
 	flag.StringVar(&o.ImageCache, "image-cache", "", "images' cache `dir` (default /var/cache/strata-bench)")
 	flag.StringVar(&o.Strata, "strata", "", "strata `binary` (default: built from ./cmd/strata)")
+	flag.StringVar(&o.Snapshotter, "snapshotter", "", "strata-snapshotter `binary` for the containerd scenario (default: built from ./cmd/strata-snapshotter)")
 	flag.DurationVar(&o.Timeout, "timeout", 0, "limit for one system's run of one scenario (default 10m)")
 	flag.Parse()
 	o.Progress = os.Stderr
