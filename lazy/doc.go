@@ -138,8 +138,14 @@
 // reads most of an image; a container start reads a few percent, here and
 // there). Landmark and All prefetches yield to reads: no window starts while
 // a reader of any layer of the image waits for a fetch, nor until reads have
-// been quiet for 150 ms. Auto's whole-layer prefetch does not wait: its
-// readers asked for it.
+// been quiet for 150 ms. Auto's whole-layer prefetch, once started, does
+// not yield: its readers asked for it. A scan's starts at once; the one a
+// quarter of the layer read sets off starts once readers have fetched
+// nothing for a second (five seconds at most), or a scan begins: such
+// reads are mostly a container starting, and a prefetch that does not
+// yield would take the CPU and the link from the rest of that start, and
+// from a second container started right after it (measured through
+// containerd: 0.37 s instead of 0.56-0.76 s for a second python3 start).
 //
 // # Whole files
 //

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/stratafs/strata/layer"
@@ -62,6 +63,9 @@ type Layer struct {
 	auto      atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
 	demanded  atomic.Int64 // compressed bytes fetched for readers
 	autoOnce  sync.Once
+	scanned   atomic.Bool // readers scanned the layer (see noteDemand)
+	// autoQuiet and autoWait are the package's constants, but for tests.
+	autoQuiet, autoWait time.Duration
 
 	// lastDemand is where the last window readers fetched ended in the
 	// blob, lastSpans whether it held chunks of more than one file, and
@@ -113,6 +117,7 @@ func Open(ctx context.Context, blob Blob, tocDigest digest.Digest, opts ...Optio
 	}
 	l := &Layer{name: o.name, blob: blob, format: t.f, idx: idx, store: o.store, maxChunk: o.maxChunkSize,
 		window: o.fetchWindow, windowRaw: o.windowRaw, aheadMax: o.aheadWindow, aheadRaw: o.aheadRaw,
+		autoQuiet: autoQuiet, autoWait: autoWait,
 		bg: newBackground(), demand: o.demand, calls: map[chunkKey]*call{}, bad: map[chunkKey]bool{},
 		files: o.files, assembling: make(chan struct{}, 1), recording: o.record}
 	l.data = countingBlob{blob, &l.stats.requests}

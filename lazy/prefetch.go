@@ -81,7 +81,18 @@ const (
 // idle waits until no demand fetch is under way and none has ended for
 // demandQuiet, or ctx ends.
 func (d *demand) idle(ctx context.Context) error {
-	for d.n.Load() > 0 || time.Since(time.Unix(0, d.last.Load())) < demandQuiet {
+	return d.quiet(ctx, demandQuiet, 0, nil)
+}
+
+// quiet waits until no demand fetch is under way and none has ended for
+// period, or for at most max (0: no bound), or until done (if not nil)
+// says so, or until ctx ends.
+func (d *demand) quiet(ctx context.Context, period, max time.Duration, done func() bool) error {
+	start := time.Now()
+	for d.n.Load() > 0 || time.Since(time.Unix(0, d.last.Load())) < period {
+		if max > 0 && time.Since(start) >= max || done != nil && done() {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -90,6 +101,19 @@ func (d *demand) idle(ctx context.Context) error {
 	}
 	return ctx.Err()
 }
+
+// The whole-layer prefetch that readers set off by fetching a quarter of a
+// layer starts once their fetches have paused for autoQuiet (or after
+// autoWait at most): such reads are mostly a container starting, in
+// bursts, and a prefetch that does not yield would take the CPU and the
+// link from what is left of the start, and from a second container
+// started right after it, which reads only what the first fetched. A
+// scan's prefetch starts at once: the scan wants the whole layer (and a
+// scan that begins while the prefetch waits ends the wait).
+const (
+	autoQuiet = time.Second
+	autoWait  = 5 * time.Second
+)
 
 // Prefetch starts fetching, in the background, the chunks mode asks for
 // that are neither stored nor under way, and returns at once. Reads go on
@@ -148,11 +172,19 @@ func (l *Layer) noteDemand(w *window, scan bool) {
 			run = l.demandRun.Load()
 		}
 	}
-	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && run < scanRun {
+	if run >= scanRun {
+		l.scanned.Store(true)
+	}
+	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && !l.scanned.Load() {
 		return
 	}
 	l.autoOnce.Do(func() {
-		l.bg.spawn(func(ctx context.Context) { l.prefetch(ctx, l.blob.Size(), false) })
+		l.bg.spawn(func(ctx context.Context) {
+			if l.demand.quiet(ctx, l.autoQuiet, l.autoWait, l.scanned.Load) != nil {
+				return
+			}
+			l.prefetch(ctx, l.blob.Size(), false)
+		})
 	})
 }
 

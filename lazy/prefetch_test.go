@@ -278,3 +278,63 @@ func TestPrefetchAutoScan(t *testing.T) {
 	}
 	settle(t, l, uniqueChunks(l))
 }
+
+// TestPrefetchAutoWaitsForQuiet: the whole-layer prefetch that a quarter
+// of the layer read sets off starts only once reads have paused for
+// autoQuiet, as a container start's do; reads that never pause get it
+// after autoWait.
+func TestPrefetchAutoWaitsForQuiet(t *testing.T) {
+	r := rand.New(rand.NewPCG(49, 50))
+	var ents []tarEntry
+	for i := range 40 {
+		ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, 5000)))
+	}
+	tarData := makeTar(t, ents)
+	b := buildBlob(t, tarData, testFormats[1].opts)
+	open := func(quiet, wait time.Duration) (*Layer, func()) {
+		l, _ := openBuilt(t, b, WithFetchWindow(0), WithReadAhead(0))
+		l.autoQuiet, l.autoWait = quiet, wait
+		l.Prefetch(PrefetchAuto)
+		i := 39
+		// Backwards, so that the reads are no scan (TestPrefetchAutoScan).
+		next := func() {
+			readSequential(t, l, fmt.Sprintf("f%02d", i), 5000)
+			i--
+		}
+		for l.demanded.Load() < l.blob.Size()/autoShare {
+			next()
+		}
+		return l, next
+	}
+
+	l, next := open(300*time.Millisecond, time.Minute)
+	for range 6 { // reads every 100 ms: never quiet for 300 ms
+		time.Sleep(100 * time.Millisecond)
+		next()
+		if n := l.Stats().Prefetches; n != 0 {
+			t.Fatalf("%d prefetch windows while reads went on; want none before they pause", n)
+		}
+	}
+	settle(t, l, uniqueChunks(l))
+	if l.Stats().Prefetches == 0 {
+		t.Error("reads paused, and the whole-layer prefetch did not start")
+	}
+
+	// A scan ends the wait.
+	l, _ = open(time.Minute, time.Minute)
+	for i := range scanRun + 1 {
+		readSequential(t, l, fmt.Sprintf("f%02d", i), 5000)
+	}
+	settle(t, l, uniqueChunks(l))
+
+	l, next = open(time.Minute, 300*time.Millisecond)
+	start := time.Now()
+	for l.Stats().Prefetches == 0 {
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("reads that never paused kept the whole-layer prefetch from starting past autoWait")
+		}
+		time.Sleep(50 * time.Millisecond)
+		next()
+	}
+	settle(t, l, uniqueChunks(l))
+}
