@@ -57,6 +57,7 @@ type Snapshotter struct {
 	snapshots.Snapshotter // containerd's overlay snapshotter, under Root
 	images                *images
 	logger                *log.Logger
+	lock                  *os.File // holds the root's flock
 
 	mu      sync.Mutex
 	remotes map[string]*remoteSnapshot // by snapshot name (chain ID)
@@ -90,15 +91,22 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockRoot(root)
+	if err != nil {
+		return nil, err
+	}
 	if err := detachStale(filepath.Join(root, "snapshots")); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	inner, err := overlay.NewSnapshotter(root)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("snapshotter: %w", err)
 	}
 	s := &Snapshotter{
 		Snapshotter: inner,
+		lock:        lock,
 		images:      newImages(o.Cache, o.Insecure),
 		logger:      o.Logger,
 		remotes:     map[string]*remoteSnapshot{},
@@ -106,9 +114,34 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	}
 	if err := s.restore(ctx); err != nil {
 		inner.Close()
+		lock.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// ErrRootInUse: another process serves the snapshotter's root.
+var ErrRootInUse = errors.New("in use by another snapshotter process")
+
+// lockRoot takes ROOT/strata.lock for this process, or fails at once: two
+// processes on one root would mount over each other's snapshots (and
+// containerd's metadata store would make the second wait forever).
+func lockRoot(root string) (*os.File, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("snapshotter: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(root, "strata.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("snapshotter: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("snapshotter: root %s: %w", root, ErrRootInUse)
+		}
+		return nil, fmt.Errorf("snapshotter: lock %s: %w", f.Name(), err)
+	}
+	return f, nil
 }
 
 // detachStale detaches the mounts below dir: FUSE mounts of remote
@@ -351,6 +384,7 @@ func (s *Snapshotter) Close() error {
 	}
 	s.images.close()
 	errs = append(errs, s.Snapshotter.Close())
+	s.lock.Close() // last: the root is free for another process
 	return errors.Join(errs...)
 }
 

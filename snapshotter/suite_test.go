@@ -2,6 +2,7 @@ package snapshotter
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,4 +43,32 @@ func TestContainerdSuite(t *testing.T) {
 			return err
 		}, nil
 	})
+}
+
+// TestRootInUse: a second snapshotter on the same root fails at once
+// (containerd's metadata store would wait forever for the first), and
+// gets the root once the first is closed.
+func TestRootInUse(t *testing.T) {
+	ctx := context.Background()
+	disk, err := cache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+	root := t.TempDir()
+	first, err := New(ctx, Options{Root: root, Cache: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, Options{Root: root, Cache: disk}); !errors.Is(err, ErrRootInUse) {
+		t.Fatalf("second snapshotter on the root: %v, want ErrRootInUse", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(ctx, Options{Root: root, Cache: disk})
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	second.Close()
 }

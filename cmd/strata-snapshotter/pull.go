@@ -43,6 +43,10 @@ func runPull(c *cli.Context) error {
 	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
 		return fmt.Errorf("pull: %q: want a full reference such as registry.example/repo:tag: %w", ref, err)
 	}
+	// A missing socket fails at once, not after the dial's timeout.
+	if _, err := os.Stat(c.String("address")); err != nil {
+		return fmt.Errorf("pull: containerd's socket (--address): %w", err)
+	}
 	client, err := containerd.New(c.String("address"), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("pull: containerd at %s: %w", c.String("address"), err)

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/contrib/snapshotservice"
@@ -89,7 +90,7 @@ func runServe(c *cli.Context) error {
 }
 
 // listen listens on the unix socket path, replacing a socket an earlier
-// process left (nothing else: a regular file there is an error).
+// process left, but not one a live process serves, nor anything else.
 func listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
@@ -97,6 +98,10 @@ func listen(path string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("--address %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("--address %s: another process serves on it", path)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, err
