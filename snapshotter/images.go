@@ -32,31 +32,46 @@ type images struct {
 	insecure bool
 	disk     *cache.Store
 	tiered   *lazy.TieredStore
+	// ctx bounds the opening of layers, which outlives the Prepare that
+	// starts it; close ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu   sync.Mutex
 	open map[string]*image // by manifest digest
 }
 
-// image is one image's lazily loadable layers, opened on first use.
+// image is one image, resolved on first use; its lazily loadable layers
+// are opened (their TOCs fetched and verified) in the background from
+// then on, while containerd goes on with the pull and creates the
+// container, and the first mount waits for them.
 type image struct {
-	once   sync.Once
-	err    error
-	img    *remote.Image
-	lazies []*lazy.Layer // the leading layers that have a TOC, base first
+	once      sync.Once
+	err       error // resolving
+	img       *remote.Image
+	lazyCount int // the leading layers that have a TOC
+
+	opened  chan struct{} // closed once the layers are open, or failed to
+	openErr error
+	lazies  []*lazy.Layer // base first
 }
 
 func newImages(disk *cache.Store, insecure bool) *images {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &images{
 		insecure: insecure,
 		disk:     disk,
 		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue),
+		ctx:      ctx,
+		cancel:   cancel,
 		open:     map[string]*image{},
 	}
 }
 
 // get returns the image that ref (its name) and manifest (its digest)
-// name, its TOCs fetched and verified. The image is resolved by digest:
-// its manifest and config come from the cache when strata has seen them.
+// name, resolved, its layers being opened. The image is resolved by
+// digest: its manifest and config come from the cache when strata has
+// seen them.
 func (is *images) get(ctx context.Context, ref, manifest string) (*image, error) {
 	is.mu.Lock()
 	im := is.open[manifest]
@@ -67,16 +82,21 @@ func (is *images) get(ctx context.Context, ref, manifest string) (*image, error)
 	is.mu.Unlock()
 	im.once.Do(func() { im.err = im.load(ctx, is, ref, manifest) })
 	if im.err != nil {
-		// A failure is not kept: the next Prepare tries again.
-		is.mu.Lock()
-		if is.open[manifest] == im {
-			delete(is.open, manifest)
-		}
-		is.mu.Unlock()
+		is.forget(manifest, im) // a failure is not kept: the next Prepare tries again
 	}
 	return im, im.err
 }
 
+// forget removes im from the open images, unless another took its place.
+func (is *images) forget(manifest string, im *image) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.open[manifest] == im {
+		delete(is.open, manifest)
+	}
+}
+
+// load resolves the image and starts opening its layers.
 func (im *image) load(ctx context.Context, is *images, ref, manifest string) error {
 	byDigest, err := digestRef(ref, manifest)
 	if err != nil {
@@ -97,16 +117,44 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 		}
 		ils = append(ils, lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blob})
 	}
-	im.lazies, err = lazy.OpenImage(ctx, ils, lazy.WithChunkStore(is.tiered), lazy.WithFileStore(is.disk))
-	if err != nil {
-		return fmt.Errorf("%s: %w", byDigest, err)
-	}
-	// As strata mount does: the landmarked files now, then a whole layer
-	// once its readers have fetched enough of it.
-	for _, l := range im.lazies {
-		l.Prefetch(lazy.PrefetchAuto)
-	}
+	im.lazyCount = len(ils)
+	im.opened = make(chan struct{})
+	go func() {
+		defer close(im.opened)
+		im.lazies, im.openErr = lazy.OpenImage(is.ctx, ils, lazy.WithChunkStore(is.tiered), lazy.WithFileStore(is.disk))
+		if im.openErr != nil {
+			im.openErr = fmt.Errorf("%s: %w", byDigest, im.openErr)
+			is.forget(manifest, im) // the next mount tries again
+			return
+		}
+		// As strata mount does: the landmarked files now, then a whole
+		// layer once its readers have fetched enough of it.
+		for _, l := range im.lazies {
+			l.Prefetch(lazy.PrefetchAuto)
+		}
+	}()
 	return nil
+}
+
+// layers waits for the image's layers to be open and returns layers 0..n,
+// for a merged mount.
+func (im *image) layers(ctx context.Context, n int) ([]layer.Layer, error) {
+	select {
+	case <-im.opened:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if im.openErr != nil {
+		return nil, im.openErr
+	}
+	if n >= len(im.lazies) {
+		return nil, fmt.Errorf("layer %d of %s: %w", n, im.img.Name(), errNotLazy)
+	}
+	out := make([]layer.Layer, n+1)
+	for i, l := range im.lazies[:n+1] {
+		out[i] = l
+	}
+	return out, nil
 }
 
 // digestRef is ref's repository at the manifest digest.
@@ -136,21 +184,12 @@ func (im *image) index(layerDigest string) (int, error) {
 		if d.Digest != layerDigest {
 			continue
 		}
-		if i >= len(im.lazies) {
+		if i >= im.lazyCount {
 			return 0, fmt.Errorf("layer %d (%s): %w", i, layerDigest, errNotLazy)
 		}
 		return i, nil
 	}
 	return 0, fmt.Errorf("layer %s is not in image %s", layerDigest, im.img.Name())
-}
-
-// layers returns the image's layers 0..n, for a merged mount.
-func (im *image) layers(n int) []layer.Layer {
-	out := make([]layer.Layer, n+1)
-	for i, l := range im.lazies[:n+1] {
-		out[i] = l
-	}
-	return out
 }
 
 // drop closes the image with this manifest digest, if it is open: its
@@ -162,23 +201,33 @@ func (is *images) drop(manifest string) {
 	delete(is.open, manifest)
 	is.mu.Unlock()
 	if im != nil {
-		im.once.Do(func() {}) // a load under way finishes first
-		for _, l := range im.lazies {
-			l.Close()
-		}
+		im.closeLayers()
+	}
+}
+
+// closeLayers stops the background work of the image's layers, once they
+// are open (or failed to).
+func (im *image) closeLayers() {
+	im.once.Do(func() {}) // a resolve under way finishes first
+	if im.opened == nil {
+		return // never resolved
+	}
+	<-im.opened
+	for _, l := range im.lazies {
+		l.Close()
 	}
 }
 
 // close stops every image's background work and flushes the chunks still
 // queued for the disk.
 func (is *images) close() {
+	is.cancel() // ends the opening of layers under way
 	is.mu.Lock()
-	defer is.mu.Unlock()
-	for _, im := range is.open {
-		for _, l := range im.lazies {
-			l.Close()
-		}
-	}
+	open := is.open
 	is.open = map[string]*image{}
+	is.mu.Unlock()
+	for _, im := range open {
+		im.closeLayers()
+	}
 	is.tiered.Close()
 }

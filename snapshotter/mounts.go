@@ -99,10 +99,11 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
-	if r.layer >= len(im.lazies) {
-		return fmt.Errorf("snapshotter: mount %s: layer %d of %s: %w", r.name, r.layer, r.ref, errNotLazy)
+	layers, err := im.layers(ctx, r.layer)
+	if err != nil {
+		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
-	srv, err := unionfs.Mount(ctx, r.dir, im.layers(r.layer), unionfs.WithOpenless(true), unionfs.WithLogger(s.logger))
+	srv, err := unionfs.Mount(ctx, r.dir, layers, unionfs.WithOpenless(true), unionfs.WithLogger(s.logger))
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
