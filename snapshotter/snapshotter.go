@@ -268,7 +268,21 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	if err != nil {
 		return nil, err
 	}
-	return s.rewrite(ctx, ms)
+	return s.rewriteNew(ctx, key, ms)
+}
+
+// rewriteNew rewrites the mounts of the snapshot key just made, and
+// removes it again if they cannot be had: a failed Prepare or View leaves
+// nothing behind.
+func (s *Snapshotter) rewriteNew(ctx context.Context, key string, ms []mount.Mount) ([]mount.Mount, error) {
+	ms, err := s.rewrite(ctx, ms)
+	if err != nil {
+		if rerr := s.Snapshotter.Remove(ctx, key); rerr != nil {
+			s.logger.Printf("snapshotter: remove %s after a failed mount: %v", key, rerr)
+		}
+		return nil, err
+	}
+	return ms, nil
 }
 
 // prepareRemote commits the remote snapshot a layer's Prepare asks for,
@@ -327,7 +341,7 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 	if err != nil {
 		return nil, err
 	}
-	return s.rewrite(ctx, ms)
+	return s.rewriteNew(ctx, key, ms)
 }
 
 // Mounts returns how to mount the active or view snapshot key.

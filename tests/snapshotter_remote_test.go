@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/mount"
@@ -18,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	"github.com/stratafs/strata/cache"
+	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/snapshotter"
 	"golang.org/x/sys/unix"
 )
@@ -299,4 +302,32 @@ func optionValue(opts []string, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestSnapshotterBadTOC: a layer whose TOC does not match the manifest's
+// digest is never served: the mount of the image fails, naming the
+// mismatch, and a later attempt fails the same way.
+func TestSnapshotterBadTOC(t *testing.T) {
+	fx := registryFixture(t)
+	host := startRegistry(t, nil)
+	blobs := append([]lazyBlob(nil), fx.blobs[fmtZstd]...)
+	bad := blobs[1]
+	bad.annotations = maps.Clone(bad.annotations)
+	bad.annotations[annotZstdChecksum] = digest.FromString("not this TOC").String()
+	blobs[1] = bad
+	si := pushSnapImage(t, host+"/strata/badtoc:1", lazyImage(t, blobs))
+	ctx := context.Background()
+	sn := openSnapshotter(t, ctx, t.TempDir(), t.TempDir())
+	defer sn.Close()
+	unpackRemote(t, ctx, sn, si, 3)
+	for range 2 {
+		key := fmt.Sprintf("container-%d", time.Now().UnixNano())
+		_, err := sn.Prepare(ctx, key, si.chain[2])
+		if !errors.Is(err, lazy.ErrTOCDigest) {
+			t.Fatalf("a container on an image with a bad TOC: %v, want lazy.ErrTOCDigest", err)
+		}
+		if _, err := sn.Stat(ctx, key); !errdefs.IsNotFound(err) {
+			t.Errorf("the failed Prepare left its snapshot: Stat: %v", err)
+		}
+	}
 }
