@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// DefaultDir is the node's cache, which every strata process (strata
+// mount, strata-snapshotter) uses unless told otherwise, so that they
+// share it.
+const DefaultDir = "/var/lib/strata/cache"
+
 // Option configures Open.
 type Option func(*options) error
 

@@ -21,9 +21,8 @@ import (
 )
 
 const (
-	defaultRoot     = "/var/lib/strata-snapshotter"
-	defaultAddress  = "/run/strata-snapshotter/strata.sock"
-	defaultCacheDir = "/var/lib/strata/cache" // strata mount's: they share it
+	defaultRoot    = "/var/lib/strata-snapshotter"
+	defaultAddress = "/run/strata-snapshotter/strata.sock"
 )
 
 func serveCommand() *cli.Command {
@@ -38,7 +37,7 @@ func serveCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Value: defaultRoot, Usage: "keep snapshots, their metadata and the lazy layers' mounts in `DIR`"},
 			&cli.StringFlag{Name: "address", Value: defaultAddress, Usage: "serve on the unix socket `PATH` (containerd's proxy_plugins address)"},
-			&cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared with strata mount"},
+			&cli.StringFlag{Name: "cache", Value: cache.DefaultDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared with strata mount"},
 			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (0: no cap)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to every registry (loopback ones are always allowed)"},
 		},

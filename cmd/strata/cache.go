@@ -15,10 +15,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// defaultCacheDir is where strata keeps verified chunks and whole files
-// unless --cache says otherwise.
-const defaultCacheDir = "/var/lib/strata/cache"
-
 func cacheCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cache",
@@ -34,7 +30,7 @@ func cacheCommand() *cli.Command {
 }
 
 func cacheDirFlag() cli.Flag {
-	return &cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "the cache `DIR`"}
+	return &cli.StringFlag{Name: "cache", Value: cache.DefaultDir, Usage: "the cache `DIR`"}
 }
 
 func cacheLsCommand() *cli.Command {

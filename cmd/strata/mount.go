@@ -59,7 +59,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "upper", Aliases: []string{"u"}, Usage: "writable upper `DIR` (default: none, read-only mount)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "reach the registry over plain HTTP or unverified TLS"},
 			&cli.StringFlag{Name: "platform", Usage: "`OS/ARCH[/VARIANT]` to pick from a multi-platform image (default: this machine's)"},
-			&cli.StringFlag{Name: "cache", Value: defaultCacheDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared by every mount and strata process that names it"},
+			&cli.StringFlag{Name: "cache", Value: cache.DefaultDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared by every mount and strata process that names it"},
 			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (512M, 10G, 1.5GiB; 0: no cap)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "keep fetched chunks in memory only (64 MiB), for this mount alone"},
 			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause), auto (landmark, then a whole layer once reads have fetched a quarter of it, as a build or a scan does), or none; all and auto need the on-disk cache, so --no-cache turns auto into landmark"},
