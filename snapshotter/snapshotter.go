@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/errdefs"
@@ -147,7 +146,7 @@ func lockRoot(root string) (*os.File, error) {
 // detachStale detaches the mounts below dir: FUSE mounts of remote
 // snapshots whose server (an earlier process) is gone.
 func detachStale(dir string) error {
-	mounts, err := mountsUnder(dir)
+	mounts, err := unionfs.MountsUnder(dir)
 	if err != nil {
 		return err
 	}
@@ -157,45 +156,6 @@ func detachStale(dir string) error {
 		}
 	}
 	return nil
-}
-
-// mountsUnder lists the mount points below dir, deepest last.
-func mountsUnder(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		p := unescapeMountinfo(f[4])
-		if strings.HasPrefix(p, dir+"/") {
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // restore finds the remote snapshots an earlier process committed.

@@ -22,6 +22,7 @@ import (
 	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/snapshotter"
+	"github.com/stratafs/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,22 +132,6 @@ func openSnapshotter(t *testing.T, ctx context.Context, root, cacheDir string) *
 	return sn
 }
 
-// mountsBelow lists the mounts under dir.
-func mountsBelow(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
 // TestSnapshotterRemote: pull, a container on the image, a view of a
 // layer in the middle, a restart of the snapshotter, and removal.
 func TestSnapshotterRemote(t *testing.T) {
@@ -215,8 +200,8 @@ func TestSnapshotterRemote(t *testing.T) {
 	if err := sn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if left := mountsBelow(t, root); len(left) != 0 {
-		t.Fatalf("mounts left under the root after Close: %v", left)
+	if left, err := unionfs.MountsUnder(root); err != nil || len(left) != 0 {
+		t.Fatalf("mounts left under the root after Close: %v %v", left, err)
 	}
 	before = counter.n.Load()
 	sn = openSnapshotter(t, ctx, root, cacheDir)
@@ -240,8 +225,8 @@ func TestSnapshotterRemote(t *testing.T) {
 			t.Fatalf("remove %s: %v", key, err)
 		}
 	}
-	if left := mountsBelow(t, root); len(left) != 0 {
-		t.Errorf("mounts left under the root after every snapshot was removed: %v", left)
+	if left, err := unionfs.MountsUnder(root); err != nil || len(left) != 0 {
+		t.Errorf("mounts left under the root after every snapshot was removed: %v %v", left, err)
 	}
 }
 
