@@ -27,7 +27,8 @@ import (
 )
 
 // gcPercent is the GOGC of the snapshotter unless the environment sets
-// one, as strata mount's: its heap is mostly the images' trees.
+// one, as strata mount's: its heap is mostly the images' trees. (serve
+// also advises its heap for huge pages, as strata mount does.)
 const gcPercent = 50
 
 func main() {

@@ -9,5 +9,5 @@
 // Two process settings are its own, both measured on the machines strata
 // runs on: GOGC is 50 unless the environment sets it (main.go), and a
 // process that serves a mount advises its heap for transparent huge pages
-// (heap.go), as a 4 KiB page fault there costs about 14 µs.
+// (lazy.AdviseHugeHeap), as a 4 KiB page fault there costs about 14 µs.
 package main

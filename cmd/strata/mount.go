@@ -96,7 +96,7 @@ func runMount(c *cli.Context) error {
 		// layers' trees and chunks. In the background, as it takes 5-20
 		// ms, while the image is resolved. A --kernel-overlay --upper
 		// mount only attaches an overlay to the image server's mount.
-		go hugeHeap()
+		go lazy.AdviseHugeHeap()
 	}
 	if c.String("workdir") != "" && (!overlay || upper == "") {
 		return errors.New("mount: --workdir needs --kernel-overlay and --upper")
