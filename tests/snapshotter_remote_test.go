@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,14 @@ func openSnapshotter(t *testing.T, ctx context.Context, root, cacheDir string) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails before it closes the snapshotter leaves no mount
+	// behind (their server is this process).
+	t.Cleanup(func() {
+		left, _ := unionfs.MountsUnder(root)
+		for _, m := range slices.Backward(left) {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	})
 	return sn
 }
 
