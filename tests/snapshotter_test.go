@@ -315,8 +315,12 @@ func TestNodeStopRemovesRunningContainer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ctr run -d: %v: %s", err, out)
 	}
-	if len(processesNaming(marker)) != 1 {
-		t.Fatalf("the detached container's python3 is not running (processes naming %s: %v)", marker, processesNaming(marker))
+	// ctr run -d returns once the task is started: its python3 may not
+	// have exec'd yet (runc's init names no marker).
+	for deadline := time.Now().Add(10 * time.Second); len(processesNaming(marker)) != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the detached container's python3 is not running after 10 s (processes naming %s: %v)", marker, processesNaming(marker))
+		}
 	}
 	if err := stop(); err != nil {
 		t.Errorf("stopping the node: %v", err)
