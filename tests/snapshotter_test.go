@@ -215,15 +215,7 @@ func TestContainerdOverlayNode(t *testing.T) {
 	ref, layerBytes, count := quickRegistry(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	dir := filepath.Join(t.TempDir(), "node")
-	n, err := peers.StartContainerd(ctx, dir)
-	stop := stopOnce(t, n)
-	if err != nil {
-		t.Fatalf("StartContainerd: %v", err)
-	}
-	if err := n.Pull(ctx, ref); err != nil {
-		t.Fatalf("pull: %v", err)
-	}
+	n, stop, dir := pulledOverlayNode(t, ctx, ref)
 	if got := count.n.Load(); got < layerBytes {
 		t.Errorf("the registry sent %d blob bytes for a full pull; the layers are %d bytes", got, layerBytes)
 	}
@@ -234,6 +226,24 @@ func TestContainerdOverlayNode(t *testing.T) {
 		t.Errorf("stopping the node: %v", err)
 	}
 	assertNothingLeft(t, dir)
+}
+
+// pulledOverlayNode starts a node with containerd's own overlayfs
+// snapshotter in a new directory and pulls ref into it (every layer
+// downloaded). It returns the node, its stop (see stopOnce) and its
+// directory.
+func pulledOverlayNode(t *testing.T, ctx context.Context, ref string) (*peers.Node, func() error, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "node")
+	n, err := peers.StartContainerd(ctx, dir)
+	stop := stopOnce(t, n)
+	if err != nil {
+		t.Fatalf("StartContainerd: %v", err)
+	}
+	if err := n.Pull(ctx, ref); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	return n, stop, dir
 }
 
 // containerID is unique per test and process, so that a container left
@@ -300,15 +310,7 @@ func TestNodeStopRemovesRunningContainer(t *testing.T) {
 	ref, _, _ := quickRegistry(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	dir := filepath.Join(t.TempDir(), "node")
-	n, err := peers.StartContainerd(ctx, dir)
-	stop := stopOnce(t, n)
-	if err != nil {
-		t.Fatalf("StartContainerd: %v", err)
-	}
-	if err := n.Pull(ctx, ref); err != nil {
-		t.Fatalf("pull: %v", err)
-	}
+	n, stop, dir := pulledOverlayNode(t, ctx, ref)
 	marker := fmt.Sprintf("strata-left-%d", os.Getpid())
 	out, err := exec.CommandContext(ctx, "ctr", "-a", n.Sock, "-n", peers.NodeNamespace, "run", "-d", "--snapshotter", peers.OverlaySnapshotter,
 		"--runc-root", filepath.Join(dir, "runc"), "--fifo-dir", filepath.Join(dir, "fifo"), ref, containerID(t, "left"), "/usr/bin/python3", "-c", "import time; time.sleep(600) # "+marker).CombinedOutput()
