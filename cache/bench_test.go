@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,6 +168,20 @@ func BenchmarkPut(b *testing.B) {
 		if st := s.Stats(); st.Puts != int64(i) {
 			b.Fatalf("Stats = %+v after %d Puts", st, i)
 		}
+	})
+	// Small chunks from two writers at once, as a layer of small files is
+	// stored: the cost is then mostly the file system's create and link.
+	b.Run("Put/8KiB-parallel", func(b *testing.B) {
+		b.SetBytes(8 << 10)
+		b.ReportAllocs()
+		var n atomic.Uint64
+		b.RunParallel(func(pb *testing.PB) {
+			data, _ := testFile(3, 8<<10)
+			for pb.Next() {
+				binary.LittleEndian.PutUint64(data, n.Add(1)+1<<32)
+				s.Put(digest.FromBytes(data), data)
+			}
+		})
 	})
 	b.Run("UsageUpdate", func(b *testing.B) {
 		b.ReportAllocs()

@@ -6,7 +6,6 @@ import (
 	_ "crypto/sha512"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
 )
 
 // Store is an on-disk, content-addressed store of verified bytes. Every
@@ -52,6 +52,10 @@ type Store struct {
 	touches, scanned, hashes atomic.Int64
 
 	pending pendingUsage // usage record changes not written yet
+
+	// namedOnly is set once the file system has refused an unnamed file
+	// (O_TMPFILE): Puts then write named temp files (see tmpfile.go).
+	namedOnly atomic.Bool
 }
 
 // Stats counts what a Store has done since Open, in this process only,
@@ -240,18 +244,22 @@ func (s *Store) get(d digest.Digest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := openEntry(p)
+	// Raw descriptors: an os.File costs five more system calls per Get
+	// (non-blocking mode set and cleared, and a refused epoll
+	// registration): 20-23 µs for a 4 KiB Get against 16-18 µs
+	// (BenchmarkGet).
+	fd, err := openEntryFd(p)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.errs.Add(1)
 		}
 		return nil, err
 	}
-	defer f.Close()
-	data, info, err := readAll(f)
+	defer unix.Close(fd)
+	data, st, err := readAllFd(fd)
 	if errors.Is(err, errCorrupt) {
 		s.corrupt.Add(1)
-		s.discard(p, f)
+		s.discardStat(p, &st)
 		return nil, fmt.Errorf("cache: %s: %w, discarded", p, err)
 	}
 	if err != nil {
@@ -260,10 +268,10 @@ func (s *Store) get(d digest.Digest) ([]byte, error) {
 	}
 	if d.Algorithm().FromBytes(data) != d {
 		s.corrupt.Add(1)
-		s.discard(p, f)
+		s.discardStat(p, &st)
 		return nil, fmt.Errorf("cache: %s: %w (%d bytes), discarded", p, errCorrupt, len(data))
 	}
-	s.touch(p, info)
+	s.touchStat(p, &st)
 	return data, nil
 }
 
@@ -273,24 +281,47 @@ func openEntry(p string) (*os.File, error) {
 	return os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
-// readAll reads f whole, sizing its buffer from f's size. What cannot be a
+// openEntryFd is openEntry for a raw descriptor.
+func openEntryFd(p string) (int, error) {
+	for {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// readAllFd reads the entry open as fd whole, sizing its buffer from its
+// size, and returns its status from before the read. What cannot be a
 // chunk entry (not a regular file, or too big) is errCorrupt.
-func readAll(f *os.File) ([]byte, fs.FileInfo, error) {
-	info, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
+func readAllFd(fd int) ([]byte, unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, st, err
 	}
-	if !info.Mode().IsRegular() || info.Size() > MaxEntrySize {
-		return nil, nil, fmt.Errorf("%w: %s of %d bytes", errCorrupt, info.Mode().Type(), info.Size())
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > MaxEntrySize {
+		return nil, st, fmt.Errorf("%w: mode %#o, %d bytes", errCorrupt, st.Mode&unix.S_IFMT, st.Size)
 	}
-	data := make([]byte, info.Size())
-	n, err := io.ReadFull(f, data)
-	if err == io.ErrUnexpectedEOF {
-		// Shrunk since Stat: what was read is all there is, and it will not
-		// verify.
-		err = nil
+	data := make([]byte, st.Size)
+	n := 0
+	for n < len(data) {
+		k, err := unix.Read(fd, data[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, st, err
+		}
+		if k == 0 {
+			break // shrunk since Fstat: what was read is all there is, and it will not verify
+		}
+		n += k
 	}
-	return data[:n], info, err
+	return data[:n], st, nil
 }
 
 // discard removes the corrupt entry p, read through f, unless another
@@ -299,9 +330,20 @@ func readAll(f *os.File) ([]byte, fs.FileInfo, error) {
 // have grown or shrunk since), and a record that errs high only brings the
 // next reconciling scan forward.
 func (s *Store) discard(p string, f *os.File) {
-	read, err1 := f.Stat()
-	now, err2 := os.Lstat(p)
-	if err1 != nil || err2 != nil || !os.SameFile(read, now) {
+	read, err := f.Stat()
+	if err != nil {
+		return
+	}
+	if st, ok := read.Sys().(*syscall.Stat_t); ok {
+		s.discardStat(p, &unix.Stat_t{Dev: st.Dev, Ino: st.Ino})
+	}
+}
+
+// discardStat is discard for the entry whose status, read through its
+// descriptor, is st (only its device and inode count).
+func (s *Store) discardStat(p string, st *unix.Stat_t) {
+	var now unix.Stat_t
+	if err := unix.Lstat(p, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
 		return
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -345,7 +387,8 @@ func (s *Store) put(d digest.Digest, data []byte, check bool) error {
 			return fmt.Errorf("cache: data is %s, refused", got)
 		}
 	}
-	if _, err := os.Lstat(p); err == nil {
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) == nil {
 		return nil
 	}
 	stored, err := s.write(p, data)
@@ -371,10 +414,19 @@ func (s *Store) checkSize(n, limit int64) error {
 	return nil
 }
 
-// write puts data in a temp file of its own and renames it to p, so that
-// p, if it exists at all, always holds complete bytes. It reports whether
-// this call stored the entry (false: someone else's was already there).
+// write stores data as the entry p so that p, if it exists at all, always
+// holds complete bytes: through an unnamed file where the file system
+// makes them, else through a temp file of its own renamed to p. It
+// reports whether this call stored the entry (false: someone else's was
+// already there).
 func (s *Store) write(p string, data []byte) (bool, error) {
+	if !s.namedOnly.Load() {
+		stored, err := s.writeUnnamed(p, data)
+		if !errors.Is(err, errNoTmpfile) {
+			return stored, err
+		}
+		s.namedOnly.Store(true)
+	}
 	f, err := s.createTemp()
 	if err != nil {
 		return false, err

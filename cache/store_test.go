@@ -104,8 +104,20 @@ func tmpEntries(t *testing.T, dir string) []string {
 	return names
 }
 
-func TestRoundTrip(t *testing.T) {
+// bothWritePaths runs test once with Puts through unnamed files and once
+// through named temp files, the fallback for file systems without
+// O_TMPFILE.
+func bothWritePaths(t *testing.T, test func(t *testing.T, named bool)) {
+	for _, named := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) { test(t, named) })
+	}
+}
+
+func TestRoundTrip(t *testing.T) { bothWritePaths(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, named bool) {
 	s, dir := newStore(t, WithSync(true))
+	s.namedOnly.Store(named)
 	var total int64
 	for _, size := range []int{0, 1, 4096, 1<<20 + 3} {
 		total += 2 * int64(size)
@@ -274,8 +286,11 @@ func TestPutKeepsExistingEntry(t *testing.T) {
 
 // TestDirRemovedUnderneath: clearing the cache by hand while a Store is
 // open costs misses, not a Store that can no longer write.
-func TestDirRemovedUnderneath(t *testing.T) {
+func TestDirRemovedUnderneath(t *testing.T) { bothWritePaths(t, testDirRemovedUnderneath) }
+
+func testDirRemovedUnderneath(t *testing.T, named bool) {
 	s, dir := newStore(t)
+	s.namedOnly.Store(named)
 	data, d := chunk(8)
 	s.Put(d, data)
 	for _, sub := range []string{"chunks", "tmp"} {
@@ -335,12 +350,16 @@ func TestOpenOptions(t *testing.T) {
 
 // TestConcurrent has many goroutines, through two Stores on one directory,
 // Put and Get the same few digests: every Get is right or a miss.
-func TestConcurrent(t *testing.T) {
+func TestConcurrent(t *testing.T) { bothWritePaths(t, testConcurrent) }
+
+func testConcurrent(t *testing.T, named bool) {
 	a, dir := newStore(t)
 	b, err := Open(dir, WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.namedOnly.Store(named)
+	b.namedOnly.Store(named)
 	const n = 24
 	var wg sync.WaitGroup
 	for g := range 16 {

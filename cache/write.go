@@ -212,10 +212,14 @@ const touchAfter = time.Minute
 // (relatime, noatime) are not relied on: they are off on many mounts and
 // at most daily on the rest.
 func (s *Store) touch(p string, info fs.FileInfo) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		s.touchStat(p, &unix.Stat_t{Atim: unix.Timespec{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec}})
 	}
+}
+
+// touchStat is touch for the entry whose status before the use is st
+// (only its atime counts).
+func (s *Store) touchStat(p string, st *unix.Stat_t) {
 	now := time.Now()
 	if now.Sub(time.Unix(st.Atim.Unix())) < touchAfter {
 		return
