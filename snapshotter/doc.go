@@ -35,7 +35,8 @@
 // image server's open-less mount) on the snapshot's own directory, so
 // containerd's paths stay valid. The mount is made the first time a
 // snapshot's mounts name it, and lasts until the snapshot is removed or
-// the snapshotter closes. The merged tree already holds layers 0..n with
+// the snapshotter closes (a Remove refused because a snapshot is still on
+// it leaves it mounted). The merged tree already holds layers 0..n with
 // their whiteouts applied, so the mounts this package hands out list no
 // lower directory below it: an overlayfs lowerdir list is cut after the
 // first remote snapshot's directory, and what remains of a read-only view

@@ -313,12 +313,17 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 	return s.rewrite(ctx, ms)
 }
 
-// Remove removes the snapshot key; a remote one is unmounted first.
+// Remove removes the snapshot key; a remote one is unmounted first, once
+// it is known to have no children (containerd would refuse to remove it,
+// and the overlays on it would lose their lower layer's server).
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	s.mu.Lock()
 	r := s.remotes[key]
 	s.mu.Unlock()
 	if r != nil {
+		if err := s.childless(ctx, key); err != nil {
+			return err
+		}
 		if err := r.unmount(); err != nil {
 			return fmt.Errorf("snapshotter: remove %s: %w", key, err)
 		}
@@ -338,6 +343,26 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		if !used {
 			s.images.drop(r.manifest) // its last snapshot is gone
 		}
+	}
+	return nil
+}
+
+// errChild stops a walk at the first child found.
+var errChild = errors.New("has a child")
+
+// childless fails with ErrFailedPrecondition, as containerd's Remove
+// would, if a snapshot has key as its parent.
+func (s *Snapshotter) childless(ctx context.Context, key string) error {
+	var child string
+	err := s.Snapshotter.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		child = info.Name
+		return errChild
+	}, `parent==`+strconv.Quote(key))
+	switch {
+	case errors.Is(err, errChild):
+		return fmt.Errorf("snapshotter: remove %s: snapshot %s is on it: %w", key, child, errdefs.ErrFailedPrecondition)
+	case err != nil:
+		return fmt.Errorf("snapshotter: remove %s: look for children: %w", key, err)
 	}
 	return nil
 }

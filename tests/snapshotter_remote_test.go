@@ -227,6 +227,18 @@ func TestSnapshotterRemote(t *testing.T) {
 	}
 	unix.Unmount(ctr, 0)
 
+	// A remote snapshot with a child stays, and so does its mount: the
+	// container's overlay reads through it.
+	ctr = mountSnapshot(t, ms)
+	if err := sn.Remove(ctx, si.chain[2]); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("remove %s under the container: %v, want ErrFailedPrecondition", si.chain[2], err)
+	}
+	if left, err := unionfs.MountsUnder(root); err != nil || len(left) != 1 {
+		t.Errorf("mounts under the root after the refused removal: %v %v, want the image's one", left, err)
+	}
+	readWant(t, filepath.Join(ctr, "usr/lib/big"), fx.baseFile("usr/lib/big"))
+	unix.Unmount(ctr, 0)
+
 	// Removal, top down, as containerd's garbage collector does; the
 	// remote snapshots' mounts go with them.
 	for _, key := range []string{"container", "view-middle", si.chain[2], si.chain[1], si.chain[0]} {
