@@ -564,3 +564,39 @@ func TestReadAheadRawBound(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowCrossFileShare: a read's fetch window runs past the end of the
+// file read only for 1/crossFileShare of itself, and what it takes of the
+// next files serves their reads without another request.
+func TestWindowCrossFileShare(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	ents := []tarEntry{reg("a", randBytes(r, 8<<10))}
+	for i := range 40 {
+		ents = append(ents, reg(fmt.Sprintf("b%02d", i), randBytes(r, 2<<10)))
+	}
+	tarData := makeTar(t, ents)
+	want := tarFiles(t, tarData)
+	for _, f := range testFormats {
+		t.Run(f.name, func(t *testing.T) {
+			o := f.opts
+			o.chunkSize = 1 << 20 // one chunk a file
+			l, mb := openBuilt(t, buildBlob(t, tarData, o), WithChunkStore(NewMemoryStore(16<<20)))
+			mb.reads.Store(0)
+			mb.bytes.Store(0)
+			checkContent(t, l, "a", want["a"], r)
+			// a's 8 KiB, and random bytes do not compress: beyond it, at
+			// most a hundredth of the window (a program's start, which
+			// reads files here and there, fetched twice the bytes it
+			// needed with an eighth).
+			limit := int64(8<<10) + 1<<10 + l.window/100
+			if n := mb.bytes.Load(); n > limit {
+				t.Errorf("reading a fetched %d bytes, want at most %d", n, limit)
+			}
+			reads := mb.reads.Load()
+			checkContent(t, l, "b00", want["b00"], r)
+			if n := mb.reads.Load() - reads; n != 0 {
+				t.Errorf("reading b00, fetched with a, made %d more reads", n)
+			}
+		})
+	}
+}
