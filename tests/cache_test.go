@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +76,21 @@ func waitServed(t *testing.T, mnt string, n int64) status.Mount {
 
 func layerSum(st status.Mount, f func(status.Layer) int64) int64 { return sum(st.Layers, f) }
 
+// sameAttrs checks that stat reports what want does: type, permissions,
+// owner, size and mtime.
+func sameAttrs(t *testing.T, what string, want os.FileInfo, stat func() (os.FileInfo, error)) {
+	t.Helper()
+	got, err := stat()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	w, g := want.Sys().(*syscall.Stat_t), got.Sys().(*syscall.Stat_t)
+	if got.Mode() != want.Mode() || got.Size() != want.Size() || !got.ModTime().Equal(want.ModTime()) || g.Uid != w.Uid || g.Gid != w.Gid {
+		t.Errorf("%s: %v %d:%d %d bytes, mtime %v; want %v %d:%d %d bytes, mtime %v", what,
+			got.Mode(), g.Uid, g.Gid, got.Size(), got.ModTime(), want.Mode(), w.Uid, w.Gid, want.Size(), want.ModTime())
+	}
+}
+
 // TestWholeFilePassthrough: once a lower file is cached whole, opens pass
 // it through, but never while a handle served through strata is open (the
 // kernel refuses to mix the two on one inode): every open succeeds and
@@ -82,7 +98,9 @@ func layerSum(st status.Mount, f func(status.Layer) int64) int64 { return sum(st
 func TestWholeFilePassthrough(t *testing.T) {
 	fx, ref := servedFixture(t, lazyFormats[0])
 	big := fx.baseFile("usr/lib/big")
-	m := mountRegistry(t, ref, "", "--cache", t.TempDir())
+	// With an upper: a writable mount's reads update atimes, so the kernel
+	// asks for a file's attributes again after a read.
+	m := mountRegistry(t, ref, t.TempDir(), "--cache", t.TempDir())
 	p := filepath.Join(m.Dir, "usr/lib/big")
 	readAll := func(what string, fd *os.File) {
 		t.Helper()
@@ -99,6 +117,10 @@ func TestWholeFilePassthrough(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		return fd
+	}
+	want, err := os.Lstat(p) // the image's attributes, before any open
+	if err != nil {
+		t.Fatal(err)
 	}
 	held := open("open served through strata")
 	defer held.Close()
@@ -118,6 +140,11 @@ func TestWholeFilePassthrough(t *testing.T) {
 	pt := open("open of the whole file")
 	defer pt.Close()
 	readAll("passthrough read", pt)
+	// The read made the kernel ask for the attributes again (atime): they
+	// are the image's, not those of the cache entry the open passes
+	// through to (0644, root, stored a moment ago).
+	sameAttrs(t, "stat during a passthrough open", want, func() (os.FileInfo, error) { return os.Stat(p) })
+	sameAttrs(t, "fstat of a passthrough open", want, pt.Stat)
 	pt2 := open("second open beside a passthrough one")
 	defer pt2.Close()
 	readAll("second passthrough read", pt2)

@@ -19,6 +19,11 @@ import (
 type file struct {
 	f       *os.File
 	release func() // if set, called at Release
+
+	// lower marks a handle on a lower file's local bytes (a cache entry, a
+	// layer directory's file): its descriptor's attributes are that
+	// file's, not the node's.
+	lower bool
 }
 
 // ptFile is a file that the kernel may serve by passthrough.
@@ -252,7 +257,7 @@ func (o *lowerOpens) share() fs.FileHandle {
 		return nil // open it anew
 	}
 	o.pt++
-	return &ptFile{&file{f: os.NewFile(uintptr(fd), ""), release: func() { o.done(true) }}}
+	return &ptFile{&file{f: os.NewFile(uintptr(fd), ""), release: func() { o.done(true) }, lower: true}}
 }
 
 // add makes the handle for a newly opened content c: passthrough when c is
@@ -270,7 +275,7 @@ func (o *lowerOpens) add(n *node, c layer.Content) fs.FileHandle {
 			o.back = os.NewFile(uintptr(fd), "")
 		}
 		o.pt++
-		return &ptFile{&file{f: f, release: func() { o.done(true) }}}
+		return &ptFile{&file{f: f, release: func() { o.done(true) }, lower: true}}
 	}
 	return o.addCached(n, c)
 }

@@ -226,8 +226,13 @@ func (n *node) attrFromState(cs *childState, out *fuse.Attr) syscall.Errno {
 
 var _ = (fs.NodeGetattrer)((*node)(nil))
 
+// Getattr describes the node; with a handle on its upper file, from that
+// file (an fstat, which sees writes through the handle). A handle on a
+// lower file's local bytes says nothing of the node: go-fuse hands one to
+// a GETATTR that came without, and the kernel sends those while a
+// passthrough open is up.
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if f := asFile(fh); f != nil {
+	if f := asFile(fh); f != nil && !f.lower {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(f.f.Fd()), &st); err != nil {
 			return n.errno("fstat", "", err)
