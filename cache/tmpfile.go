@@ -25,9 +25,9 @@ import (
 // rename across directories, which takes the file system's rename lock.
 // Measured on tmpfs (BenchmarkPut's shape, 8 KiB chunks, three rounds in
 // one run, alternating): 36-70 µs a Put against 48-83 µs from one writer,
-// 23-46 µs against 32-60 µs from two. On this project's ext4, inode
-// allocation dominates both (up to 60% of a Put's CPU in
-// find_inode_bit), and they measure the same. PutFile, whose writer
+// 23-46 µs against 32-60 µs from two. On the ext4 of the machines this
+// was measured on, inode allocation dominates both (58% of a Put's CPU in
+// find_inode_bit, after many deletions), and they measure the same. PutFile, whose writer
 // fills its file for as long as a fetch takes, keeps the named temp file,
 // whose flock tells a live writer from a dead one.
 
@@ -47,7 +47,7 @@ func (s *Store) writeUnnamed(p string, data []byte) (bool, error) {
 		if errors.Is(err, errNoTmpfile) {
 			return false, err
 		}
-		return false, fmt.Errorf("cache: create %s in %s: %w", "unnamed file", dir, err)
+		return false, fmt.Errorf("cache: create an unnamed file: %w", err)
 	}
 	defer unix.Close(fd)
 	if err := writeFull(fd, data); err != nil {
