@@ -32,6 +32,8 @@ type index struct {
 	// files before it are the ones the image's builder marked as read at
 	// start. -1 when the layer has none.
 	landmark int64
+	// xattrs: some entry carries an extended attribute.
+	xattrs bool
 }
 
 // builder turns TOC entries into an index, refusing any TOC that could not
@@ -107,6 +109,7 @@ func (b *builder) add(te *estargz.TOCEntry) error {
 	if p == "" {
 		e.Name = ""
 	}
+	b.idx.xattrs = b.idx.xattrs || len(e.Xattrs) > 0
 	n, err := b.put(p, e, te.Type)
 	if err != nil {
 		return err

@@ -133,6 +133,12 @@ func (l *Layer) String() string { return l.name }
 // "zstd:chunked".
 func (l *Layer) Format() string { return l.format.name }
 
+// HasXattrs reports whether any entry of the layer carries an extended
+// attribute (overlay bookkeeping aside). A union over layers that have
+// none can tell the kernel so once, rather than answer every lookup's
+// getxattr (see package unionfs).
+func (l *Layer) HasXattrs() bool { return l.idx.xattrs }
+
 // Root describes the root directory.
 func (l *Layer) Root(ctx context.Context) (layer.Entry, error) {
 	return l.idx.nodes[""].e, nil

@@ -578,3 +578,31 @@ func TestStoredTOC(t *testing.T) {
 		})
 	}
 }
+
+// TestHasXattrs: a layer tells whether any entry carries an extended
+// attribute; overlay bookkeeping (an opaque directory's marker) does not
+// count, since the merged tree never shows it.
+func TestHasXattrs(t *testing.T) {
+	tagged := reg("etc/tagged", []byte("x"))
+	tagged.hdr.PAXRecords = map[string]string{"SCHILY.xattr.user.k": "v"}
+	opaque := dir("var/")
+	opaque.hdr.PAXRecords = map[string]string{"SCHILY.xattr.trusted.overlay.opaque": "y"}
+	for _, tc := range []struct {
+		name string
+		ents []tarEntry
+		want bool
+	}{
+		{"none", []tarEntry{reg("etc/plain", []byte("x"))}, false},
+		{"opaque marker only", []tarEntry{opaque, reg("var/x", []byte("x"))}, false},
+		{"one file", []tarEntry{reg("etc/plain", []byte("x")), tagged}, true},
+	} {
+		for _, f := range testFormats {
+			t.Run(tc.name+"/"+f.name, func(t *testing.T) {
+				l, _ := openBuilt(t, buildBlob(t, makeTar(t, tc.ents), f.opts))
+				if got := l.HasXattrs(); got != tc.want {
+					t.Errorf("HasXattrs = %v, want %v", got, tc.want)
+				}
+			})
+		}
+	}
+}

@@ -41,7 +41,7 @@ func Mount(ctx context.Context, mountpoint string, layers []layer.Layer, opts ..
 	if o.openless && o.upper != "" {
 		return nil, errors.New("open-less mount: read-only mounts only, not with an upper directory")
 	}
-	u := &union{layers: layers, inos: newInoTable(), opts: o}
+	u := &union{layers: layers, inos: newInoTable(), opts: o, noXattrs: o.upper == "" && noXattrs(layers)}
 	root, err := u.newRoot(ctx)
 	if err != nil {
 		u.close()

@@ -27,6 +27,9 @@ type union struct {
 	renameMu sync.RWMutex
 	// kfiles counts the nodes holding a kfile (see openless.go).
 	kfiles atomic.Int64
+	// noXattrs: a read-only mount whose layers all say no entry has an
+	// extended attribute (see xattr.go).
+	noXattrs bool
 }
 
 // node is one merged entry. See the package doc for the model.
