@@ -105,6 +105,12 @@
 // until it has been read to the end (noOpendir), so that listing a
 // directory again costs no round trip at all.
 //
+// A read-only mount whose layers all report no extended attributes (a
+// layer may tell, as package lazy's do from their TOC) answers the first
+// GETXATTR with ENOSYS, and the kernel answers every later getxattr on the
+// mount itself: kernel overlayfs over it otherwise asks for its own xattrs
+// on every directory it looks up, in every new overlay.
+//
 // Such a mount is the lower layer of choice for kernel overlayfs
 // (MountOverlay), which then handles writes, copy-up and whiteouts itself,
 // in the same upper-directory format strata's union uses: the options keep
