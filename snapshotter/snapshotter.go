@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/containerd/containerd/errdefs"
@@ -186,7 +187,8 @@ func (s *Snapshotter) restore(ctx context.Context) error {
 // from a read-only view of it: containerd's overlay snapshotter names a
 // snapshot's directory by an internal id, and a view lists its parent's
 // directory first (a bind mount of it, or the top of an overlayfs
-// lowerdir list).
+// lowerdir list). A restart needs it; a pull knows the directory already
+// (see upperOf).
 func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, layer int) error {
 	key := "strata-probe-" + name
 	ms, err := s.Snapshotter.View(ctx, key, name)
@@ -204,11 +206,39 @@ func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, 
 	if dir == "" {
 		return fmt.Errorf("view of %s: want a bind or overlayfs mount, got %v", name, ms)
 	}
+	s.add(name, dir, ref, manifest, layer)
+	return nil
+}
+
+// add records the remote snapshot name, whose directory is dir.
+func (s *Snapshotter) add(name, dir, ref, manifest string, layer int) {
 	r := &remoteSnapshot{name: name, dir: dir, ref: ref, manifest: manifest, layer: layer}
 	s.mu.Lock()
 	s.remotes[name], s.byDir[r.dir] = r, r
 	s.mu.Unlock()
-	return nil
+}
+
+// upperOf returns the directory an active snapshot writes to, from the
+// mounts its Prepare gave: a bind mount's source (no parent), or an
+// overlayfs mount's upperdir. Committing the snapshot keeps it (the overlay
+// snapshotter keeps the snapshot's id), so a pull learns a remote
+// snapshot's directory without a view: two metadata commits, each with an
+// fsync, fewer per layer. "" if the mounts are of another shape.
+func upperOf(ms []mount.Mount) string {
+	if len(ms) != 1 {
+		return ""
+	}
+	switch m := ms[0]; m.Type {
+	case "bind":
+		return m.Source
+	case "overlay":
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "upperdir="); ok {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // Prepare makes an active snapshot key on parent. A layer's Prepare that
@@ -276,7 +306,8 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, lab
 		// order of layers: unpacked as usual.
 		return errNotLazy
 	}
-	if _, err := s.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(labels)); err != nil {
+	ms, err := s.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(labels))
+	if err != nil {
 		return err
 	}
 	committed := map[string]string{}
@@ -288,7 +319,9 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, lab
 		s.Snapshotter.Remove(ctx, key)
 		return err // ErrAlreadyExists when another unpack committed it first
 	}
-	if err := s.register(ctx, target, ref, manifest, n); err != nil {
+	if dir := upperOf(ms); dir != "" {
+		s.add(target, dir, ref, manifest, n)
+	} else if err := s.register(ctx, target, ref, manifest, n); err != nil {
 		s.Snapshotter.Remove(ctx, target)
 		return fmt.Errorf("snapshotter: remote snapshot %s: %w", target, err)
 	}
