@@ -58,6 +58,9 @@ type Store struct {
 	namedOnly atomic.Bool
 }
 
+// Dir is the directory the Store keeps its entries under.
+func (s *Store) Dir() string { return s.dir }
+
 // Stats counts what a Store has done since Open, in this process only,
 // and what the shared usage record says the cache holds.
 type Stats struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/stratafs/strata/layer"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/lazy/remote"
+	"github.com/stratafs/strata/status"
 )
 
 // errNotLazy: the layer, or one below it, has no TOC; containerd downloads
@@ -53,7 +54,8 @@ type image struct {
 
 	opened  chan struct{} // closed once the layers are open, or failed to
 	openErr error
-	lazies  []*lazy.Layer // base first
+	lazies  []*lazy.Layer  // base first
+	blobs   []*remote.Blob // theirs, for their request counters
 }
 
 func newImages(disk *cache.Store, insecure bool) *images {
@@ -116,6 +118,7 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 			return err
 		}
 		ils = append(ils, lazy.ImageLayer{Digest: d.Digest, Annotations: d.Annotations, Blob: blob})
+		im.blobs = append(im.blobs, blob)
 	}
 	im.lazyCount = len(ils)
 	im.opened = make(chan struct{})
@@ -155,6 +158,18 @@ func (im *image) layers(ctx context.Context, n int) ([]layer.Layer, error) {
 		out[i] = l
 	}
 	return out, nil
+}
+
+// collect reads the counters of layers 0..n, for `strata stat`; the
+// layers must be open (layers returned them).
+func (im *image) collect(n int, disk *cache.Store) status.Collect {
+	return func() ([]status.Layer, *status.Cache) {
+		out := make([]status.Layer, n+1)
+		for i := range out {
+			out[i] = status.LayerOf(im.blobs[i], im.lazies[i], nil)
+		}
+		return out, status.CacheOf(disk, disk.Dir())
+	}
 }
 
 // digestRef is ref's repository at the manifest digest.

@@ -3,9 +3,12 @@ package snapshotter
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/mount"
+	"github.com/stratafs/strata/status"
 	"github.com/stratafs/strata/unionfs"
 )
 
@@ -108,6 +111,30 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
 	r.srv = srv
+	r.stopStatus = s.publish(r, im)
 	s.logger.Printf("mounted layers 0-%d of %s (%s) on %s", r.layer, r.ref, r.manifest, r.dir)
 	return nil
+}
+
+// publish keeps a status file for r's mount, which `strata stat` reads
+// (given r's directory, or a container's root whose overlay has it as its
+// top lower directory), until the function it returns is called.
+func (s *Snapshotter) publish(r *remoteSnapshot, im *image) func() {
+	src, err := digestRef(r.ref, r.manifest)
+	if err != nil {
+		src = r.ref
+	}
+	m := &status.Mount{Mountpoint: r.dir, Source: src, PID: os.Getpid(), Started: time.Now()}
+	done, gone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(gone)
+		status.Publish(done, s.logger, m, im.collect(r.layer, s.images.disk))
+	}()
+	return func() {
+		close(done)
+		<-gone // its last write is done: the file can go
+		if err := status.Remove(status.Dir(), r.dir); err != nil {
+			s.logger.Printf("snapshotter: status of %s: %v", r.dir, err)
+		}
+	}
 }

@@ -71,8 +71,9 @@ type remoteSnapshot struct {
 	ref, manifest string
 	layer         int
 
-	mu  sync.Mutex      // guards srv; held while mounting
-	srv *unionfs.Server // nil until mounted
+	mu         sync.Mutex      // guards srv and stopStatus; held while mounting
+	srv        *unionfs.Server // nil until mounted
+	stopStatus func()          // ends the mount's status file (see publish)
 }
 
 var _ snapshots.Snapshotter = (*Snapshotter)(nil)
@@ -439,5 +440,6 @@ func (r *remoteSnapshot) unmount() error {
 		return fmt.Errorf("unmount %s: %w", r.dir, err)
 	}
 	r.srv = nil
+	r.stopStatus()
 	return nil
 }

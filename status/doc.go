@@ -7,4 +7,9 @@
 //
 // A status file whose process is gone is stale (the mount was killed); Read
 // reports it as such rather than as a live mount.
+//
+// Publish is the loop a mounting process runs to keep its file current;
+// LayerOf and CacheOf turn a registry layer's counters (its blob's requests,
+// its lazy layer's reads) and the on-disk cache's into a status, for strata
+// mount and strata-snapshotter alike.
 package status

@@ -23,6 +23,7 @@ import (
 	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/snapshotter"
+	"github.com/stratafs/strata/status"
 	"github.com/stratafs/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -150,6 +151,7 @@ func TestSnapshotterRemote(t *testing.T) {
 	si := pushSnapImage(t, host+"/strata/snap:zstd", lazyImage(t, fx.blobs[fmtZstd]))
 	ctx := context.Background()
 	root, cacheDir := t.TempDir(), t.TempDir()
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir()) // the image mounts' status files
 	sn := openSnapshotter(t, ctx, root, cacheDir)
 
 	before := counter.n.Load()
@@ -178,6 +180,13 @@ func TestSnapshotterRemote(t *testing.T) {
 	checkImageTree(t, "container on the snapshotter", got, fx)
 	compareTreesNamed(t, "container vs kernel overlayfs over the extracted layers", "overlayfs", "snapshotter", want, got)
 	readWant(t, filepath.Join(ctr, "usr/lib/big"), fx.baseFile("usr/lib/big"))
+	// strata stat on the container's root shows the image mount's layers.
+	st := waitStat(t, ctr, "the bytes read", func(st status.Mount) bool {
+		return len(st.Layers) == 3 && sum(st.Layers, func(l status.Layer) int64 { return l.BytesServed }) >= int64(len(fx.baseFile("usr/lib/big")))
+	})
+	if sum(st.Layers, func(l status.Layer) int64 { return l.BytesFetched }) == 0 || st.Cache == nil || st.Cache.Dir != cacheDir {
+		t.Errorf("strata stat of the container: %+v, want bytes fetched and the cache", st)
+	}
 	if err := os.WriteFile(filepath.Join(ctr, "etc/written"), []byte("by the container"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +257,9 @@ func TestSnapshotterRemote(t *testing.T) {
 	}
 	if left, err := unionfs.MountsUnder(root); err != nil || len(left) != 0 {
 		t.Errorf("mounts left under the root after every snapshot was removed: %v %v", left, err)
+	}
+	if ents, err := os.ReadDir(os.Getenv("STRATA_RUNTIME_DIR")); err != nil || len(ents) != 0 {
+		t.Errorf("status files left after every snapshot was removed: %v %v", ents, err)
 	}
 }
 

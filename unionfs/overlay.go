@@ -104,6 +104,32 @@ func OverlaysOn(lower string) (int, error) {
 	return n, nil
 }
 
+// OverlayLower returns the top lower directory of the overlayfs mounted
+// on mountpoint (an absolute path), or "" if no overlayfs is mounted
+// there. A container's root on strata's snapshotter is such an overlay, and
+// its top lower directory is the image's merged mount.
+func OverlayLower(mountpoint string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	top := ""
+	for line := range strings.SplitSeq(string(b), "\n") {
+		before, after, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(before), strings.Fields(after)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "overlay" || unescapeMountinfo(f[4]) != mountpoint {
+			continue
+		}
+		top = "" // the last mount on mountpoint is the one seen there
+		for _, opt := range strings.Split(g[2], ",") {
+			if dirs, ok := strings.CutPrefix(opt, "lowerdir="); ok {
+				top = unescapeMountinfo(strings.Split(dirs, ":")[0])
+			}
+		}
+	}
+	return top, nil
+}
+
 // MountsUnder lists the mount points below dir (not dir itself) in this
 // mount namespace, in mount order: a mount on top of another comes after
 // it.

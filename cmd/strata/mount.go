@@ -116,7 +116,7 @@ func runMount(c *cli.Context) error {
 	}
 	var layers []layer.Layer
 	var what string
-	var collect statusFunc
+	var collect status.Collect
 	var closeAll func()
 	var err error
 	if local {
@@ -156,7 +156,7 @@ func runMount(c *cli.Context) error {
 // too, it is mounted in a private directory and kernel overlayfs on mnt,
 // and strata stops when that is unmounted, by whoever. An image server
 // (--image-server) serves until no overlay uses its mount, and ignores ctx.
-func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect statusFunc) error {
+func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect status.Collect) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	upper, overlay, server := c.String("upper"), c.Bool("kernel-overlay"), c.Bool("image-server")
@@ -220,7 +220,7 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 			}
 		}()
 	}
-	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
+	go status.Publish(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
 	srv.Wait()
 	// The connection can end as soon as the image server unmounts its
 	// image: let it finish (remove the directory and its log) first.
@@ -250,34 +250,7 @@ func workdir(c *cli.Context) string {
 	return filepath.Clean(c.String("upper")) + ".work"
 }
 
-// statusEvery is how often a mount rewrites its status file.
-const statusEvery = time.Second
-
-// publishStatus keeps the mount's status file current until done closes.
-// A status that cannot be written is logged once: it must not stop a mount.
-// statusFunc reads a mount's layer counters and its cache's, if any.
-type statusFunc func() ([]status.Layer, *status.Cache)
-
-func publishStatus(done <-chan struct{}, logger *log.Logger, m *status.Mount, collect statusFunc) {
-	tick := time.NewTicker(statusEvery)
-	defer tick.Stop()
-	warned := false
-	for {
-		m.Layers, m.Cache = collect()
-		m.Updated = time.Now()
-		if err := status.Write(status.Dir(), m); err != nil && !warned {
-			logger.Printf("status for 'strata stat' not published: %v", err)
-			warned = true
-		}
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func localStatus(dirs []string) statusFunc {
+func localStatus(dirs []string) status.Collect {
 	return func() ([]status.Layer, *status.Cache) {
 		out := make([]status.Layer, len(dirs))
 		for i, d := range dirs {
@@ -341,7 +314,7 @@ func prepareImage(ctx context.Context, c *cli.Context) (*imageSource, error) {
 // prefetch started), or by streaming its blob. It also returns how to read
 // the layers' counters for the status file, and what to close at the end,
 // the cache included; on error, open closes the cache itself.
-func (s *imageSource) open(ctx context.Context, c *cli.Context) ([]layer.Layer, string, statusFunc, func(), error) {
+func (s *imageSource) open(ctx context.Context, c *cli.Context) ([]layer.Layer, string, status.Collect, func(), error) {
 	img, disk, lopts, prefetch, closeCache := s.img, s.disk, s.lopts, s.prefetch, s.closeCache
 	ils, sls, blobs, err := imageLayers(img)
 	if err != nil {
@@ -487,52 +460,18 @@ func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, func(), err
 	return []lazy.Option{lazy.WithChunkStore(tiered), lazy.WithFileStore(disk)}, disk, closeCache, nil
 }
 
-func imageStatus(opened []lazy.Opened, blobs []*remote.Blob, disk *cache.Store, dir string) func() ([]status.Layer, *status.Cache) {
+func imageStatus(opened []lazy.Opened, blobs []*remote.Blob, disk *cache.Store, dir string) status.Collect {
 	return func() ([]status.Layer, *status.Cache) {
 		out := make([]status.Layer, len(opened))
 		for i, o := range opened {
-			bs := blobs[i].Stats()
-			l := status.Layer{Name: blobs[i].Digest(), Size: blobs[i].Size(),
-				BytesFetched: bs.BytesFetched, Requests: bs.Requests, Retries: bs.Retries, Errors: bs.Failures}
-			if bs.LastError != nil {
-				l.LastError = bs.LastError.Error()
+			var streamErr error
+			if o.Lazy == nil {
+				streamErr = o.Stream.Err()
 			}
-			if o.Lazy != nil {
-				ls := o.Lazy.Stats()
-				l.Format, l.BytesServed, l.ChunkHits, l.ChunkFetches = o.Lazy.Format(), ls.BytesServed, ls.ChunkHits, ls.ChunkFetches
-				l.Prefetches, l.WholeOpens, l.WholePuts = ls.Prefetches, ls.WholeOpens, ls.WholePuts
-				l.Errors += ls.FetchErrors
-				l.LastError = lastError(ls, bs)
-			} else {
-				l.Format = "stream"
-				if err := o.Stream.Err(); err != nil {
-					l.Errors++
-					l.LastError = err.Error()
-				}
-			}
-			out[i] = l
+			out[i] = status.LayerOf(blobs[i], o.Lazy, streamErr)
 		}
-		return out, cacheStatus(disk, dir)
+		return out, status.CacheOf(disk, dir)
 	}
-}
-
-func cacheStatus(disk *cache.Store, dir string) *status.Cache {
-	if disk == nil {
-		return nil
-	}
-	s := disk.Stats()
-	return &status.Cache{Dir: dir, Bytes: s.Bytes, Entries: s.Entries, MaxSize: s.MaxSize,
-		Hits: s.Hits + s.FileHits, Misses: s.Misses + s.FileMisses, Puts: s.Puts + s.FilePuts,
-		Evictions: s.Evictions, EvictedBytes: s.EvictedBytes, Corrupt: s.Corrupt}
-}
-
-// lastError is the later of a layer's last chunk error and its blob's last
-// request error.
-func lastError(ls lazy.Stats, bs remote.Stats) string {
-	if bs.LastError != nil && bs.LastErrorAt.After(ls.LastErrorAt) {
-		return bs.LastError.Error()
-	}
-	return ls.LastError
 }
 
 // checkMountpoint insists on an existing empty directory, so that a mount

@@ -292,7 +292,7 @@ func mountShared(ctx context.Context, c *cli.Context, logger *log.Logger, src *i
 	logger.Printf("mounted %s on %s (image served at %s)", src.img.Name(), mnt, dir)
 	served := make(chan struct{})
 	noLayers := func() ([]status.Layer, *status.Cache) { return nil, nil }
-	go publishStatus(served, logger, &status.Mount{Mountpoint: mnt, Source: src.img.Name(), PID: os.Getpid(), Started: time.Now(), SharedImage: dir}, noLayers)
+	go status.Publish(served, logger, &status.Mount{Mountpoint: mnt, Source: src.img.Name(), PID: os.Getpid(), Started: time.Now(), SharedImage: dir}, noLayers)
 	if unionfs.WaitUnmounted(ctx, mnt) != nil {
 		detach(logger, mnt)
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/stratafs/strata/status"
+	"github.com/stratafs/strata/unionfs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,7 +22,10 @@ func statCommand() *cli.Command {
 		Description: "For each layer: its size in the image, the bytes fetched from the registry\n" +
 			"(and the share of the layer that is), requests and retries, the file bytes\n" +
 			"served to readers, chunk cache hits, and the last error. The figures come\n" +
-			"from the mounting process, which updates them every second.",
+			"from the mounting process, which updates them every second.\n\n" +
+			"MOUNTPOINT may also be a container's root on strata-snapshotter (an overlayfs\n" +
+			"whose top lower directory is one of its image mounts): the image's figures\n" +
+			"are shown.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
 		},
@@ -32,7 +37,20 @@ func runStat(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("stat: want exactly one MOUNTPOINT, got %d arguments", c.NArg())
 	}
-	m, err := status.Read(status.Dir(), c.Args().First())
+	mnt := c.Args().First()
+	m, err := status.Read(status.Dir(), mnt)
+	if errors.Is(err, status.ErrNotMounted) {
+		// A container's root on strata-snapshotter: the overlay's top lower
+		// directory is the image's mount, which has the status.
+		if abs, aerr := filepath.Abs(mnt); aerr == nil {
+			if lower, lerr := unionfs.OverlayLower(abs); lerr == nil && lower != "" {
+				if lm, lerr := status.Read(status.Dir(), lower); lerr == nil || errors.Is(lerr, status.ErrStale) {
+					fmt.Fprintf(os.Stderr, "strata: stat: %s is an overlay on %s; showing that mount\n", mnt, lower)
+					m, err = lm, lerr
+				}
+			}
+		}
+	}
 	if errors.Is(err, status.ErrStale) {
 		fmt.Fprintf(os.Stderr, "strata: stat: %v; showing its last status\n", err)
 	} else if err != nil {
