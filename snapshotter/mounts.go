@@ -125,16 +125,5 @@ func (s *Snapshotter) publish(r *remoteSnapshot, im *image) func() {
 		src = r.ref
 	}
 	m := &status.Mount{Mountpoint: r.dir, Source: src, PID: os.Getpid(), Started: time.Now()}
-	done, gone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(gone)
-		status.Publish(done, s.logger, m, im.collect(r.layer, s.images.disk))
-	}()
-	return func() {
-		close(done)
-		<-gone // its last write is done: the file can go
-		if err := status.Remove(status.Dir(), r.dir); err != nil {
-			s.logger.Printf("snapshotter: status of %s: %v", r.dir, err)
-		}
-	}
+	return status.Start(s.logger, m, im.collect(r.layer, s.images.disk))
 }

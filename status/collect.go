@@ -2,6 +2,7 @@ package status
 
 import (
 	"log"
+	"sync"
 	"time"
 
 	"github.com/stratafs/strata/cache"
@@ -15,10 +16,42 @@ const Every = time.Second
 // Collect reads a mount's layer counters, and its cache's if it has one.
 type Collect func() ([]Layer, *Cache)
 
-// Publish keeps m's status file current, from collect, until done closes.
+// Start publishes m's status file in Dir, from collect, at once and then
+// every Every, until the function it returns is called. That function
+// waits for the write under way, if any, and then removes the file: a
+// removal that did not wait could be undone by the rename of a write that
+// was already running, which left a status file behind for a mount that
+// is gone. It may be called more than once.
+//
+// Start also sweeps Dir of the files of mounts whose process was killed
+// (see Sweep), once, in the background.
+func Start(logger *log.Logger, m *Mount, collect Collect) (stop func()) {
+	done, gone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(gone)
+		if n, err := Sweep(Dir(), m.Mountpoint); err != nil {
+			logger.Printf("status: sweeping %s: %v", Dir(), err)
+		} else if n > 0 {
+			logger.Printf("status: removed %d status files of mounts whose process is gone", n)
+		}
+		publish(done, logger, m, collect)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-gone
+			if err := Remove(Dir(), m.Mountpoint); err != nil {
+				logger.Print(err)
+			}
+		})
+	}
+}
+
+// publish keeps m's status file current, from collect, until done closes.
 // A status that cannot be written is logged once: it must not stop a
-// mount. The caller removes the file (Remove) once the mount is gone.
-func Publish(done <-chan struct{}, logger *log.Logger, m *Mount, collect Collect) {
+// mount.
+func publish(done <-chan struct{}, logger *log.Logger, m *Mount, collect Collect) {
 	tick := time.NewTicker(Every)
 	defer tick.Stop()
 	warned := false

@@ -6,9 +6,11 @@
 // the mount, so nothing of it appears in the container's tree.
 //
 // A status file whose process is gone is stale (the mount was killed); Read
-// reports it as such rather than as a live mount.
+// reports it as such rather than as a live mount, and the next mount to
+// start removes it (Sweep).
 //
-// Publish is the loop a mounting process runs to keep its file current;
+// Start runs the loop a mounting process keeps its file current with, and
+// returns the function that stops it and removes the file;
 // LayerOf and CacheOf turn a registry layer's counters (its blob's requests,
 // its lazy layer's reads) and the on-disk cache's into a status, for strata
 // mount and strata-snapshotter alike.

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -148,6 +150,65 @@ func Remove(dir, mountpoint string) error {
 		return fmt.Errorf("status: %w", err)
 	}
 	return nil
+}
+
+// Sweep removes from dir the status files whose process is gone (a mount
+// killed before it could remove its own) and temporary files of Write
+// older than staleTemp, leaving the file of mountpoint (the caller's own)
+// and anything that does not parse as a status. It returns how many status
+// files it removed. A file is removed only if it still holds what Sweep
+// read, so a mount that has just written its status on the same path keeps
+// it; a write that lands between that check and the removal is undone,
+// and redone by the mount's next write, a second later.
+func Sweep(dir, mountpoint string) (int, error) {
+	own, err := Path(dir, mountpoint)
+	if err != nil {
+		return 0, err
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		switch {
+		case p == own || !e.Type().IsRegular():
+		case strings.HasPrefix(e.Name(), ".tmp-"):
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
+				os.Remove(p)
+			}
+		case strings.HasSuffix(e.Name(), ".json"):
+			if removeStale(p) {
+				removed++
+			}
+		}
+	}
+	return removed, nil
+}
+
+// staleTemp: a Write takes microseconds; its temporary file can only be
+// this old if its process died in the middle.
+const staleTemp = time.Minute
+
+// removeStale removes the status file at p if its process is gone and the
+// file has not changed since it was read.
+func removeStale(p string) bool {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	var m Mount
+	if json.Unmarshal(data, &m) != nil || m.PID == 0 || alive(m.PID) {
+		return false
+	}
+	if now, err := os.ReadFile(p); err != nil || !bytes.Equal(now, data) {
+		return false
+	}
+	return os.Remove(p) == nil
 }
 
 func alive(pid int) bool {

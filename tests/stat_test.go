@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +13,15 @@ import (
 
 // TestStat: `strata stat` shows, per layer, what a registry mount fetched
 // and served, the figures follow the reads, and the status goes with the
-// mount.
+// mount. A mount also removes the status left by one that was killed.
 func TestStat(t *testing.T) {
-	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir()) // inherited by the strata processes
+	runtimeDir := t.TempDir()
+	t.Setenv("STRATA_RUNTIME_DIR", runtimeDir) // inherited by the strata processes
+	killed := t.TempDir()
+	// PIDs wrap far below this on Linux (pid_max <= 4194304).
+	if err := status.Write(runtimeDir, &status.Mount{Mountpoint: killed, PID: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
 	fx := registryFixture(t)
 	f := lazyFormats[0]
 	ref := startRegistry(t, nil) + "/strata/app:" + string(f)
@@ -26,6 +33,10 @@ func TestStat(t *testing.T) {
 		t.Fatalf("read usr/lib/big through the mount: %d bytes, %v", len(got), err)
 	}
 	st := waitServed(t, m.Dir, int64(len(big)))
+	// The sweep comes before the mount's first status.
+	if _, err := status.Read(runtimeDir, killed); !errors.Is(err, status.ErrNotMounted) {
+		t.Errorf("status of a killed mount: %v; want it swept", err)
+	}
 	if len(st.Layers) != len(fx.blobs[f]) {
 		t.Errorf("stat shows %d layers, the image has %d", len(st.Layers), len(fx.blobs[f]))
 	}

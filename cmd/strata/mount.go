@@ -196,7 +196,6 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 		}()
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
-	served := make(chan struct{})
 	unused := make(chan struct{}) // an image server's unmount is done
 	if server {
 		if lock, err := holdServerLock(mnt); err != nil {
@@ -220,15 +219,12 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 			}
 		}()
 	}
-	go status.Publish(served, logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
+	stopStatus := status.Start(logger, &status.Mount{Mountpoint: mnt, Source: what, PID: os.Getpid(), Started: time.Now()}, collect)
 	srv.Wait()
 	// The connection can end as soon as the image server unmounts its
 	// image: let it finish (remove the directory and its log) first.
 	<-unused
-	close(served)
-	if err := status.Remove(status.Dir(), mnt); err != nil {
-		logger.Print(err)
-	}
+	stopStatus()
 	return nil
 }
 

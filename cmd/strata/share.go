@@ -290,16 +290,12 @@ func mountShared(ctx context.Context, c *cli.Context, logger *log.Logger, src *i
 		return err
 	}
 	logger.Printf("mounted %s on %s (image served at %s)", src.img.Name(), mnt, dir)
-	served := make(chan struct{})
 	noLayers := func() ([]status.Layer, *status.Cache) { return nil, nil }
-	go status.Publish(served, logger, &status.Mount{Mountpoint: mnt, Source: src.img.Name(), PID: os.Getpid(), Started: time.Now(), SharedImage: dir}, noLayers)
+	stopStatus := status.Start(logger, &status.Mount{Mountpoint: mnt, Source: src.img.Name(), PID: os.Getpid(), Started: time.Now(), SharedImage: dir}, noLayers)
 	if unionfs.WaitUnmounted(ctx, mnt) != nil {
 		detach(logger, mnt)
 	}
 	waitServerGone(dir)
-	close(served)
-	if err := status.Remove(status.Dir(), mnt); err != nil {
-		logger.Print(err)
-	}
+	stopStatus()
 	return nil
 }
