@@ -215,27 +215,35 @@ func WaitUnmounted(ctx context.Context, dir string) error {
 
 // MountWatch tells of changes to this process's mount table: it sleeps
 // on the table's change notification (poll on /proc/self/mountinfo).
+//
+// The file is a raw descriptor, not an *os.File: Go registers the files it
+// opens with its own epoll, and an epoll that polls the file takes the
+// change notification for itself (the kernel reports a change to the first
+// poller that looks, per open file), so the watcher's own poll missed
+// about half of the changes and slept out its whole timeout.
 type MountWatch struct {
-	f   *os.File
+	fd  int
 	buf []byte
 }
 
 // WatchMounts starts watching; Close ends it.
 func WatchMounts() (*MountWatch, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: "/proc/self/mountinfo", Err: err}
 	}
-	w := &MountWatch{f: f, buf: make([]byte, 64<<10)}
+	w := &MountWatch{fd: fd, buf: make([]byte, 64<<10)}
 	w.drain()
 	return w, nil
 }
 
 // drain reads the table to its end, which re-arms the notification.
 func (w *MountWatch) drain() {
-	w.f.Seek(0, 0)
+	if _, err := unix.Seek(w.fd, 0, 0); err != nil {
+		return
+	}
 	for {
-		if n, err := w.f.Read(w.buf); n == 0 || err != nil {
+		if n, err := unix.Read(w.fd, w.buf); n <= 0 || err != nil {
 			return
 		}
 	}
@@ -244,7 +252,7 @@ func (w *MountWatch) drain() {
 // Wait returns after the mount table changed since the last Wait (or
 // WatchMounts), or after timeout, whichever is first.
 func (w *MountWatch) Wait(timeout time.Duration) error {
-	fds := []unix.PollFd{{Fd: int32(w.f.Fd()), Events: unix.POLLPRI | unix.POLLERR}}
+	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLPRI | unix.POLLERR}}
 	if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && !errors.Is(err, unix.EINTR) {
 		return err
 	}
@@ -253,4 +261,4 @@ func (w *MountWatch) Wait(timeout time.Duration) error {
 }
 
 // Close stops watching.
-func (w *MountWatch) Close() error { return w.f.Close() }
+func (w *MountWatch) Close() error { return unix.Close(w.fd) }
