@@ -147,6 +147,12 @@
 // from a second container started right after it (measured through
 // containerd: 0.37 s instead of 0.56-0.76 s for a second python3 start).
 //
+// Layer.Scanning tells a server that readers are scanning the layer (a
+// scan showed, or its prefetch stored a window, within the last ten
+// seconds), and Layer.ReadLocal gives a small file's bytes whole when they
+// are all stored, never fetching: package unionfs hands such files to the
+// kernel's page cache as a walk lists their directory (local.go).
+//
 // # Whole files
 //
 // With WithFileStore, a file of at least WholeFileMin bytes whose chunks

@@ -174,6 +174,7 @@ func (l *Layer) noteDemand(w *window, scan bool) {
 	}
 	if run >= scanRun {
 		l.scanned.Store(true)
+		l.sawScan()
 	}
 	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && !l.scanned.Load() {
 		return
@@ -229,6 +230,9 @@ func (l *Layer) prefetch(ctx context.Context, limit int64, yield bool) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			l.fetch(ctx, w, true)
+			if l.scanned.Load() {
+				l.sawScan() // the scan's prefetch goes on
+			}
 		})
 	}
 }

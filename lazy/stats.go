@@ -20,6 +20,7 @@ type Stats struct {
 	Prefetches    int64 // prefetch windows started (see Layer.Prefetch)
 	WholeOpens    int64 // opens served by a whole file from the FileStore
 	WholePuts     int64 // files this layer assembled into the FileStore
+	BytesFed      int64 // file bytes given whole by ReadLocal, for the kernel's page cache ahead of reads
 	FetchErrors   int64 // chunk fetches or verifications that failed (cancellations excluded)
 	LastError     string
 	LastErrorAt   time.Time
@@ -29,7 +30,7 @@ type Stats struct {
 type layerStats struct {
 	served, hits, waits, fetches, errors atomic.Int64
 	requests, readAheads, prefetches     atomic.Int64
-	wholeOpens, wholePuts                atomic.Int64
+	wholeOpens, wholePuts, fed           atomic.Int64
 
 	mu        sync.Mutex // guards lastError and lastAt
 	lastError string
@@ -58,6 +59,7 @@ func (l *Layer) Stats() Stats {
 		Prefetches:    s.prefetches.Load(),
 		WholeOpens:    s.wholeOpens.Load(),
 		WholePuts:     s.wholePuts.Load(),
+		BytesFed:      s.fed.Load(),
 		FetchErrors:   s.errors.Load(),
 		LastError:     s.lastError,
 		LastErrorAt:   s.lastAt,

@@ -90,7 +90,7 @@ func LayerOf(blob *remote.Blob, l *lazy.Layer, streamErr error) Layer {
 	}
 	ls := l.Stats()
 	out.Format, out.BytesServed, out.ChunkHits, out.ChunkFetches = l.Format(), ls.BytesServed, ls.ChunkHits, ls.ChunkFetches
-	out.Prefetches, out.WholeOpens, out.WholePuts = ls.Prefetches, ls.WholeOpens, ls.WholePuts
+	out.Prefetches, out.WholeOpens, out.WholePuts, out.BytesFed = ls.Prefetches, ls.WholeOpens, ls.WholePuts, ls.BytesFed
 	out.Errors += ls.FetchErrors
 	out.LastError = lastError(ls, bs)
 	return out

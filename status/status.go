@@ -36,6 +36,7 @@ type Layer struct {
 	Prefetches   int64  `json:"prefetch_windows,omitempty"`
 	WholeOpens   int64  `json:"whole_file_opens,omitempty"` // opens served by a whole cached file (passthrough)
 	WholePuts    int64  `json:"whole_files_stored,omitempty"`
+	BytesFed     int64  `json:"bytes_fed,omitempty"` // file bytes handed to the kernel's page cache ahead of a scan's reads
 	Errors       int64  `json:"errors"`
 	LastError    string `json:"last_error,omitempty"`
 }

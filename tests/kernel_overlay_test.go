@@ -3,6 +3,9 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -209,4 +212,51 @@ func overlayLower(t *testing.T, dir string) string {
 		}
 	}
 	return ""
+}
+
+// TestKernelOverlayScanFeeds: a walk that reads every file of a lazy image
+// through --kernel-overlay reads every byte right, and once its reads look
+// like a scan, strata hands the small files of the directories it lists to
+// the page cache ahead of their reads (bytes_fed).
+func TestKernelOverlayScanFeeds(t *testing.T) {
+	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
+	r := rand.New(rand.NewPCG(61, 62))
+	var ents []tarEnt
+	want := map[string][]byte{}
+	for d := range 12 {
+		dir := fmt.Sprintf("d%02d", d)
+		ents = append(ents, tDir(dir, 0o755, 0, 0))
+		for f := range 25 {
+			p := fmt.Sprintf("%s/f%02d", dir, f)
+			data := randData(r, 2000+r.IntN(6000))
+			ents = append(ents, tFile(p, data, 0o644))
+			want[p] = data
+		}
+	}
+	for _, f := range lazyFormats {
+		t.Run(string(f), func(t *testing.T) {
+			blob := buildLazyBlob(t, makeLayerTar(t, ents), f)
+			ref := pushImage(t, startRegistry(t, nil)+"/strata/scan:"+string(f), lazyImage(t, []lazyBlob{blob}))
+			m := mountRegistry(t, ref, mkdirs(t, t.TempDir(), "upper"), "--kernel-overlay")
+			n := 0
+			err := filepath.WalkDir(m.Dir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return err
+				}
+				rel, _ := filepath.Rel(m.Dir, p)
+				got, err := os.ReadFile(p)
+				if err != nil || !bytes.Equal(got, want[rel]) {
+					t.Errorf("%s: %d bytes, %v; want its %d bytes", rel, len(got), err, len(want[rel]))
+				}
+				n++
+				return nil
+			})
+			if err != nil || n != len(want) {
+				t.Fatalf("walk read %d files (%v); want %d", n, err, len(want))
+			}
+			waitStat(t, m.Dir, "small files fed to the page cache", func(st status.Mount) bool {
+				return layerSum(st, func(l status.Layer) int64 { return l.BytesFed }) > 0
+			})
+		})
+	}
 }

@@ -105,6 +105,13 @@
 // until it has been read to the end (noOpendir), so that listing a
 // directory again costs no round trip at all.
 //
+// An open-less mount also feeds the page cache ahead of a scan (feed.go):
+// when a layer says readers are scanning it (package lazy's do, from their
+// fetches), each small local file that a lookup or a READDIRPLUS makes known
+// to the kernel is handed to it whole (FUSE_NOTIFY_STORE), once, so that a
+// walk reading every file reads them from the page cache, not with a READ
+// each. The mount is read-only, so the bytes handed over stay the file's.
+//
 // A read-only mount whose layers all report no extended attributes (a
 // layer may tell, as package lazy's do from their TOC) answers the first
 // GETXATTR with ENOSYS, and the kernel answers every later getxattr on the

@@ -30,6 +30,8 @@ type union struct {
 	// noXattrs: a read-only mount whose layers all say no entry has an
 	// extended attribute (see xattr.go).
 	noXattrs bool
+	// feed queues the files to hand to the page cache (see feed.go).
+	feed feedQ
 }
 
 // node is one merged entry. See the package doc for the model.
@@ -64,6 +66,8 @@ type node struct {
 
 	// kfile serves the node's reads on an open-less mount (see openless.go).
 	kfile atomic.Pointer[lazyFile]
+	// fed: the node was queued to feed the page cache (see feed.go).
+	fed atomic.Bool
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))
@@ -210,9 +214,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	child, stable := n.newChild(&cs)
 	ch := n.NewInode(ctx, child, stable)
 	// NewInode may return an existing node with this number: describe that one.
-	if errno := ch.Operations().(*node).attrFromState(&cs, &out.Attr); errno != 0 {
+	cn := ch.Operations().(*node)
+	if errno := cn.attrFromState(&cs, &out.Attr); errno != 0 {
 		return nil, errno
 	}
+	cn.offerFeed()
 	return ch, 0
 }
 

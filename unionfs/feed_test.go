@@ -1,0 +1,186 @@
+package unionfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata/layer"
+)
+
+// feedLayer is a one-directory layer that offers feeding: it counts the
+// opens that reads make and the bytes it gives to ReadLocal.
+type feedLayer struct {
+	files    map[string][]byte
+	local    map[string]bool // ReadLocal gives these
+	scanning bool
+	opens    atomic.Int64
+	given    atomic.Int64 // files ReadLocal gave
+}
+
+func (l *feedLayer) Root(context.Context) (layer.Entry, error) {
+	return layer.Entry{Type: layer.TypeDir, Perm: 0o755}, nil
+}
+
+func (l *feedLayer) ReadDir(_ context.Context, p string) (layer.Dir, error) {
+	if p != "" {
+		return layer.Dir{}, layer.ErrNotExist
+	}
+	var d layer.Dir
+	for i, name := range l.names() {
+		d.Entries = append(d.Entries, layer.Entry{Name: name, Type: layer.TypeReg, Perm: 0o644,
+			Size: int64(len(l.files[name])), ID: uint64(i + 1)})
+	}
+	return d, nil
+}
+
+func (l *feedLayer) names() []string {
+	var names []string
+	for name := range l.files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+type closingReader struct{ *bytes.Reader }
+
+func (closingReader) Close() error { return nil }
+
+func (l *feedLayer) Open(_ context.Context, p string) (layer.Content, error) {
+	data, ok := l.files[p]
+	if !ok {
+		return nil, layer.ErrNotExist
+	}
+	l.opens.Add(1)
+	return closingReader{bytes.NewReader(data)}, nil
+}
+
+func (l *feedLayer) String() string { return "feed" }
+
+func (l *feedLayer) Scanning() bool { return l.scanning }
+
+func (l *feedLayer) ReadLocal(p string, max int64) ([]byte, bool) {
+	data, ok := l.files[p]
+	if !ok || !l.local[p] || int64(len(data)) > max {
+		return nil, false
+	}
+	l.given.Add(1)
+	return bytes.Clone(data), true
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// TestFeed: on an open-less mount of a layer being scanned, listing a
+// directory hands its small local files to the page cache, and reading
+// them then asks strata nothing and gets the right bytes; a big file, a
+// file not local, and any file of a layer not being scanned are read
+// through strata as before.
+func TestFeed(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	newLayer := func(scanning bool) *feedLayer {
+		l := &feedLayer{files: map[string][]byte{}, local: map[string]bool{}, scanning: scanning}
+		for i := range 40 {
+			name := fmt.Sprintf("small%02d", i)
+			l.files[name] = randBytes(r, 1+r.IntN(20_000))
+			l.local[name] = true
+		}
+		l.files["page"] = randBytes(r, 4096)
+		l.local["page"] = true
+		l.files["big"] = randBytes(r, feedMax+1)
+		l.local["big"] = true
+		l.files["remote"] = randBytes(r, 3000) // not local: never fetched for a feed
+		return l
+	}
+	readAll := func(t *testing.T, mnt string, l *feedLayer) {
+		t.Helper()
+		for _, name := range l.names() {
+			got, err := os.ReadFile(filepath.Join(mnt, name))
+			if err != nil || !bytes.Equal(got, l.files[name]) {
+				t.Fatalf("%s: %d bytes, %v; want its %d bytes", name, len(got), err, len(l.files[name]))
+			}
+		}
+	}
+
+	t.Run("scanning", func(t *testing.T) {
+		l := newLayer(true)
+		mnt := t.TempDir()
+		srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, WithOpenless(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Unmount()
+		if _, err := os.ReadDir(mnt); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(len(l.files) - 2) // all but big and remote
+		waitFed(t, srv, l, want)
+		readAll(t, mnt, l)
+		// big and remote: one open each, through strata.
+		if n := l.opens.Load(); n != 2 {
+			t.Errorf("reads that reached strata after the feed: %d opens; want 2 (the big file and the one not local)", n)
+		}
+		// A second listing feeds nothing again.
+		if _, err := os.ReadDir(mnt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := l.given.Load(); n != want {
+			t.Errorf("after a second listing, %d files fed; want %d (each once)", n, want)
+		}
+	})
+
+	t.Run("not scanning", func(t *testing.T) {
+		l := newLayer(false)
+		mnt := t.TempDir()
+		srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, WithOpenless(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Unmount()
+		if _, err := os.ReadDir(mnt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		readAll(t, mnt, l)
+		if n := l.given.Load(); n != 0 {
+			t.Errorf("%d files fed from a layer not being scanned; want none", n)
+		}
+		if n := l.opens.Load(); n != int64(len(l.files)) {
+			t.Errorf("%d reads reached strata; want one per file (%d)", n, len(l.files))
+		}
+	})
+}
+
+// waitFed waits until the layer has given want files and the mount's feed
+// queue is done with them.
+func waitFed(t *testing.T, srv *Server, l *feedLayer, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		q := &srv.union.feed
+		q.mu.Lock()
+		idle := !q.running
+		q.mu.Unlock()
+		if l.given.Load() >= want && idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fed %d files of %d in 10 s", l.given.Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
