@@ -22,8 +22,12 @@ import (
 const scanLinger = 10 * time.Second
 
 // Scanning reports whether readers have been scanning the layer within
-// scanLinger.
+// scanLinger. A recording layer (WithRecord) never says so: it must see
+// every file read, and a file handed to the page cache is read from there.
 func (l *Layer) Scanning() bool {
+	if l.recording {
+		return false
+	}
 	at := l.scanAt.Load()
 	return at != 0 && time.Since(time.Unix(0, at)) < scanLinger
 }

@@ -74,3 +74,24 @@ func TestScanning(t *testing.T) {
 		t.Error("a scan that last showed more than scanLinger ago still counts")
 	}
 }
+
+// TestScanningNotRecording: a recording layer never counts as scanned, so
+// no file of it is read from the page cache without its knowing.
+func TestScanningNotRecording(t *testing.T) {
+	r := rand.New(rand.NewPCG(55, 56))
+	var ents []tarEntry
+	for i := range 10 {
+		ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, 3000)))
+	}
+	l, _ := openBuilt(t, buildBlob(t, makeTar(t, ents), testFormats[1].opts), WithFetchWindow(0), WithReadAhead(0), WithRecord())
+	l.Prefetch(PrefetchAuto)
+	for i := range scanRun + 1 {
+		readSequential(t, l, fmt.Sprintf("f%02d", i), 1000)
+	}
+	if l.Scanning() {
+		t.Error("a recording layer counts as scanned")
+	}
+	if !l.scanned.Load() {
+		t.Error("test setup: the reads were no scan")
+	}
+}
