@@ -12,8 +12,10 @@ import (
 //
 // A walk that reads every file lists a directory, then reads its files one
 // by one; through FUSE each small file costs a READ round trip even when
-// its bytes are local, which made such a walk ten times slower than with a
-// warm page cache. On an open-less mount the kernel keeps a file's page
+// its bytes are local. (A walk of debian-python's 6,641 files through an
+// open-less mount took 2.4 s fetching them, 0.23 s again with its page
+// cache warm; the full pull it competes with, 1.6-1.9 s in all.) On an
+// open-less mount the kernel keeps a file's page
 // cache across opens, and the mount is read-only, so a file's bytes never
 // change: strata can hand them to the kernel (FUSE_NOTIFY_STORE) before
 // they are asked for, and the READs become page-cache hits.

@@ -115,17 +115,25 @@ func TestFeed(t *testing.T) {
 		}
 	}
 
-	t.Run("scanning", func(t *testing.T) {
-		l := newLayer(true)
+	// mountAndList mounts l open-less and lists its root, which makes the
+	// kernel look up every file.
+	mountAndList := func(t *testing.T, l *feedLayer) (string, *Server) {
+		t.Helper()
 		mnt := t.TempDir()
 		srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, WithOpenless(true))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer srv.Unmount()
+		t.Cleanup(func() { srv.Unmount() })
 		if _, err := os.ReadDir(mnt); err != nil {
 			t.Fatal(err)
 		}
+		return mnt, srv
+	}
+
+	t.Run("scanning", func(t *testing.T) {
+		l := newLayer(true)
+		mnt, srv := mountAndList(t, l)
 		want := int64(len(l.files) - 2) // all but big and remote
 		waitFed(t, srv, l, want)
 		readAll(t, mnt, l)
@@ -145,15 +153,7 @@ func TestFeed(t *testing.T) {
 
 	t.Run("not scanning", func(t *testing.T) {
 		l := newLayer(false)
-		mnt := t.TempDir()
-		srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, WithOpenless(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Unmount()
-		if _, err := os.ReadDir(mnt); err != nil {
-			t.Fatal(err)
-		}
+		mnt, _ := mountAndList(t, l)
 		time.Sleep(50 * time.Millisecond)
 		readAll(t, mnt, l)
 		if n := l.given.Load(); n != 0 {
