@@ -104,9 +104,10 @@ func (l *Layer) newWindow(c *chunk) *window {
 
 // claimWindow claims c and the chunks that follow it in the blob, up to size
 // compressed bytes (and raw decompressed bytes, unless raw is 0), of which
-// at most 1/share beyond c's file, stopping at the first one stored,
-// claimed by another fetch (whose bytes are on their way) or known bad.
-// l.mu is held.
+// at most 1/share beyond c's file. A chunk stored already, claimed by
+// another fetch (whose bytes are on their way) or known bad is left out:
+// a small one (up to skipMax compressed bytes) is fetched along and not
+// decoded, a bigger one ends the window. l.mu is held.
 func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size, arrived: make(chan struct{})}
 	l.add(w, c)
@@ -125,19 +126,31 @@ func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 		if fileEnd >= 0 && n.cEnd-fileEnd > size/share {
 			break // other files are a guess: take only a little of them
 		}
-		if cl := l.calls[keyOf(n)]; cl != nil {
-			if cl.w != w {
-				break
+		cl := l.calls[keyOf(n)]
+		switch {
+		case cl != nil && cl.w == w:
+			// A repeat of a chunk of this window: decoded once.
+		case cl != nil || l.bad[keyOf(n)] || l.has(n):
+			if n.cEnd-n.cOff > skipMax {
+				return w
 			}
-		} else if l.bad[keyOf(n)] || l.has(n) {
-			break
-		} else {
+			continue // fetched along if a chunk past it is taken
+		default:
 			l.add(w, n)
 		}
-		w.end = n.cEnd // a repeat of a chunk of this window is just skipped
+		w.end = n.cEnd
 	}
 	return w
 }
+
+// skipMax is the most compressed bytes of a chunk that a window fetches
+// along, undecoded, rather than end there, when the chunk is stored
+// already or on its way. Identical files (in one layer or across layers)
+// store one chunk for all of them, so a layer's prefetch finds many such
+// chunks among those it still needs: stopping at each one split the
+// prefetch of debian-python's python layer into windows of a few KiB, one
+// round trip each.
+const skipMax = 64 << 10
 
 func (l *Layer) add(w *window, c *chunk) {
 	cl := &call{done: make(chan struct{}), w: w, i: len(w.chunks)}

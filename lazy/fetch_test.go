@@ -600,3 +600,50 @@ func TestWindowCrossFileShare(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowSkipsStoredChunks: a prefetch window fetches a small chunk that
+// is stored already along with the others, undecoded, rather than end at
+// it (identical files share one chunk, and stopping at each split a
+// layer's prefetch into windows of a few KiB); a big stored chunk still
+// ends the window, so as not to fetch its bytes again.
+func TestWindowSkipsStoredChunks(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, tc := range []struct {
+		name     string
+		size     int // of the file read first, whose chunk is then stored
+		requests int64
+	}{{"small stored chunk", 3000, 1}, {"big stored chunk", 2 * skipMax, 2}} {
+		var ents []tarEntry
+		for i := range 10 {
+			n := 3000
+			if i == 5 {
+				n = tc.size
+			}
+			ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, n))) // random: does not compress
+		}
+		tarData := makeTar(t, ents)
+		want := tarFiles(t, tarData)
+		for _, f := range testFormats {
+			t.Run(tc.name+"/"+f.name, func(t *testing.T) {
+				o := f.opts
+				o.chunkSize = 1 << 20 // one chunk a file
+				l, mb := openBuilt(t, buildBlob(t, tarData, o), WithChunkStore(NewMemoryStore(16<<20)), WithFetchWindow(0), WithReadAhead(0))
+				checkContent(t, l, "f05", want["f05"], r)
+				reads := mb.reads.Load()
+				l.Prefetch(PrefetchAll)
+				all := uniqueChunks(l)
+				settle(t, l, all)
+				time.Sleep(50 * time.Millisecond) // a window that should not be would be under way by now
+				if n := mb.reads.Load() - reads; n != tc.requests {
+					t.Errorf("prefetch around a stored chunk made %d requests, want %d", n, tc.requests)
+				}
+				if n := l.Stats().ChunkFetches; n != all {
+					t.Errorf("%d chunks decoded in all, want %d: each once", n, all)
+				}
+				for p, data := range want {
+					checkContent(t, l, p, data, r)
+				}
+			})
+		}
+	}
+}
