@@ -63,8 +63,7 @@ type Layer struct {
 	auto      atomic.Bool  // PrefetchAuto: the whole layer once readers fetched enough
 	demanded  atomic.Int64 // compressed bytes fetched for readers
 	autoOnce  sync.Once
-	scanned   atomic.Bool  // readers scanned the layer (see noteDemand)
-	scanAt    atomic.Int64 // when a scan last showed, Unix nanoseconds (see Scanning)
+	scanAt    atomic.Int64 // when a scan last showed, Unix nanoseconds; 0: never (see noteDemand, Scanning)
 	// autoQuiet and autoWait are the package's constants, but for tests.
 	autoQuiet, autoWait time.Duration
 

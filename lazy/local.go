@@ -35,6 +35,9 @@ func (l *Layer) Scanning() bool {
 // sawScan notes a sign of a scan now.
 func (l *Layer) sawScan() { l.scanAt.Store(time.Now().UnixNano()) }
 
+// scanned reports whether readers have ever scanned the layer.
+func (l *Layer) scanned() bool { return l.scanAt.Load() != 0 }
+
 // ReadLocal returns the bytes of the regular file at p, whole, when it is
 // not empty, at most max bytes long and every chunk of it is stored; else
 // false. It never fetches. The bytes are verified as every read's are: the

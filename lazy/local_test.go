@@ -91,7 +91,7 @@ func TestScanningNotRecording(t *testing.T) {
 	if l.Scanning() {
 		t.Error("a recording layer counts as scanned")
 	}
-	if !l.scanned.Load() {
+	if !l.scanned() {
 		t.Error("test setup: the reads were no scan")
 	}
 }

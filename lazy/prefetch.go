@@ -173,15 +173,14 @@ func (l *Layer) noteDemand(w *window, scan bool) {
 		}
 	}
 	if run >= scanRun {
-		l.scanned.Store(true)
 		l.sawScan()
 	}
-	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && !l.scanned.Load() {
+	if l.demanded.Add(w.end-w.off) < l.blob.Size()/autoShare && !l.scanned() {
 		return
 	}
 	l.autoOnce.Do(func() {
 		l.bg.spawn(func(ctx context.Context) {
-			if l.demand.quiet(ctx, l.autoQuiet, l.autoWait, l.scanned.Load) != nil {
+			if l.demand.quiet(ctx, l.autoQuiet, l.autoWait, l.scanned) != nil {
 				return
 			}
 			l.prefetch(ctx, l.blob.Size(), false)
@@ -230,7 +229,7 @@ func (l *Layer) prefetch(ctx context.Context, limit int64, yield bool) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			l.fetch(ctx, w, true)
-			if l.scanned.Load() {
+			if l.scanned() {
 				l.sawScan() // the scan's prefetch goes on
 			}
 		})
