@@ -59,6 +59,43 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return int(n), nil
 }
 
+// ReadAtProgress reads like ReadAt, but into p as the bytes arrive, calling
+// progress (from the calling goroutine, never concurrently) with how many
+// of p's bytes have arrived each time more do: a caller can use the start
+// of a large range before its end is in. The bytes reported never change: a
+// retry asks only for the rest. Unlike ReadAt it does not share a fetch
+// with concurrent reads of the same range, and it runs on ctx: when ctx
+// ends, so does the fetch, and ReadAtProgress returns the count of bytes
+// that arrived with ctx's error. On any failure it returns that count and an
+// *Error.
+func (b *Blob) ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(n int64)) (int, error) {
+	if off < 0 {
+		return 0, &Error{Digest: b.digest, Off: off, Len: int64(len(p)), Kind: ErrRange}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if off >= b.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), b.size-off)
+	b.stats.read()
+	var got int64
+	err := b.fill(ctx, p[:n], off, func(k int64) {
+		got = k
+		progress(k)
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return int(got), &Error{Digest: b.digest, Off: off, Len: n, Kind: ctx.Err(), Cause: context.Cause(ctx)}
+	case err != nil:
+		return int(got), err
+	case n < int64(len(p)):
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
 // shared joins the fetch of the same range already under way, or starts
 // it. The fetch runs on a context detached from this caller's, bounded by
 // the retry budget, so one caller giving up never fails the others.

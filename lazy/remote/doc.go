@@ -81,6 +81,13 @@
 // by the retry budget: a caller whose ctx ends gets its ctx's error at once,
 // and the others still get their bytes.
 //
+// [Blob.ReadAtProgress] reads a range into the caller's buffer as the body
+// arrives, reporting how many bytes are in after each piece, so that a
+// large range (package lazy's fetch windows of up to 8 MiB) can be used
+// from its start while its end is on the way. A retry then asks only for
+// the bytes that have not arrived, and the bytes reported are never written
+// again. It shares no fetch and runs on the caller's ctx.
+//
 // # Errors
 //
 // Every error wraps one sentinel ([ErrNotFound], [ErrUnauthorized],

@@ -17,15 +17,33 @@ var errStale = errors.New("redirect target refused the request")
 
 // fetch reads [off, off+n) with retries, within the retry budget.
 func (b *Blob) fetch(ctx context.Context, off, n int64) ([]byte, error) {
+	buf := make([]byte, n)
+	if err := b.fill(ctx, buf, off, nil); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// fill reads buf at off with retries, within the retry budget, calling
+// progress (if not nil) with how many of buf's bytes have arrived each time
+// more do. A retry asks only for the bytes that have not arrived: those that
+// have are kept, never written again.
+func (b *Blob) fill(ctx context.Context, buf []byte, off int64, progress func(int64)) error {
 	o := b.c.opts
 	ctx, cancel := context.WithTimeout(ctx, o.retryBudget)
 	defer cancel()
-	buf := make([]byte, n)
+	n := int64(len(buf))
+	var got int64
 	reresolved := false
 	for attempt := 0; ; {
-		ke := b.attempt(ctx, buf, off, &reresolved)
+		k, ke := b.attempt(ctx, buf[got:], off+got, &reresolved, func(k int64) {
+			if progress != nil {
+				progress(got + k)
+			}
+		})
+		got += k
 		if ke == nil {
-			return buf, nil
+			return nil
 		}
 		b.stats.failed(ke)
 		if ke.kind == errStale {
@@ -35,15 +53,15 @@ func (b *Blob) fetch(ctx context.Context, off, n int64) ([]byte, error) {
 			continue
 		}
 		if !retryable(ke.kind) || attempt >= o.retries {
-			return nil, b.failure(off, n, ke, "")
+			return b.failure(off, n, ke, "")
 		}
 		if !b.backoff(ctx, attempt, ke.retryAfter) {
-			return nil, b.failure(off, n, ke, fmt.Sprintf("retry budget %v spent", o.retryBudget))
+			return b.failure(off, n, ke, fmt.Sprintf("retry budget %v spent", o.retryBudget))
 		}
 		attempt++
 		b.stats.retry()
 		o.logger.Debug("retrying blob range", "digest", b.digest, "off", off, "len", n,
-			"attempt", attempt, "err", ke)
+			"arrived", got, "attempt", attempt, "err", ke)
 	}
 }
 
@@ -81,10 +99,12 @@ func (b *Blob) backoff(ctx context.Context, attempt int, retryAfter time.Duratio
 	}
 }
 
-// attempt sends one range request and fills buf from its body.
-func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *bool) *kindError {
+// attempt sends one range request and fills buf from its body, calling
+// progress with how many of buf's bytes have arrived, as they do. It returns
+// that count, also on failure.
+func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *bool, progress func(int64)) (int64, *kindError) {
 	if err := b.acquire(ctx); err != nil {
-		return classify(ErrUnavailable, err)
+		return 0, classify(ErrUnavailable, err)
 	}
 	defer func() { <-b.c.sem }()
 	ctx, cancel := context.WithTimeout(ctx, b.c.opts.requestTimeout)
@@ -93,7 +113,7 @@ func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *b
 	url, remembered := b.url()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return classify(ErrBadResponse, err)
+		return 0, classify(ErrBadResponse, err)
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+int64(len(buf))-1))
 	// Asking for identity keeps Go from decompressing behind our back and
@@ -108,16 +128,16 @@ func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *b
 				kind = k
 			}
 		}
-		return classify(kind, err)
+		return 0, classify(kind, err)
 	}
 	b.stats.request()
 	resp, err := hc.Do(req)
 	if err != nil {
 		b.forget(url)
-		return classify(ErrUnavailable, err)
+		return 0, classify(ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	ke := b.body(resp, buf, off)
+	got, ke := b.body(resp, buf, off, progress)
 	switch {
 	case ke == nil && resp.Request != req:
 		b.remember(resp.Request.URL.String())
@@ -125,10 +145,10 @@ func (b *Blob) attempt(ctx context.Context, buf []byte, off int64, reresolved *b
 		b.forget(url)
 		if staleStatus(resp.StatusCode) && !*reresolved {
 			*reresolved = true
-			return &kindError{kind: errStale, cause: ke}
+			return got, &kindError{kind: errStale, cause: ke}
 		}
 	}
-	return ke
+	return got, ke
 }
 
 func (b *Blob) acquire(ctx context.Context) error {
@@ -153,26 +173,27 @@ func staleStatus(code int) bool {
 // body checks that resp answers the range request and reads it into buf. A
 // 206 must carry exactly the range asked for. A 200 (a server that ignores
 // Range) carries the whole blob: the bytes before off are read and dropped,
-// which is slow for late offsets but correct.
-func (b *Blob) body(resp *http.Response, buf []byte, off int64) *kindError {
+// which is slow for late offsets but correct. It returns how many of buf's
+// bytes arrived, also on failure, and reports them to progress as they do.
+func (b *Blob) body(resp *http.Response, buf []byte, off int64, progress func(int64)) (int64, *kindError) {
 	n := int64(len(buf))
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		if err := checkContentRange(resp.Header.Get("Content-Range"), off, n, b.size); err != nil {
-			return classify(ErrBadResponse, err)
+			return 0, classify(ErrBadResponse, err)
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != n {
-			return classify(ErrBadResponse, fmt.Errorf("Content-Length %d for a %d-byte range", resp.ContentLength, n))
+			return 0, classify(ErrBadResponse, fmt.Errorf("Content-Length %d for a %d-byte range", resp.ContentLength, n))
 		}
 	case http.StatusOK:
 		if resp.ContentLength >= 0 && resp.ContentLength != b.size {
-			return classify(ErrBadResponse, fmt.Errorf("200 with Content-Length %d for a %d-byte blob", resp.ContentLength, b.size))
+			return 0, classify(ErrBadResponse, fmt.Errorf("200 with Content-Length %d for a %d-byte blob", resp.ContentLength, b.size))
 		}
 	default:
-		return statusError(resp)
+		return 0, statusError(resp)
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		return classify(ErrBadResponse, fmt.Errorf("Content-Encoding %q, asked for identity", ce))
+		return 0, classify(ErrBadResponse, fmt.Errorf("Content-Encoding %q, asked for identity", ce))
 	}
 	cr := &countingReader{r: resp.Body}
 	defer func() { b.stats.fetched(cr.n) }()
@@ -180,13 +201,36 @@ func (b *Blob) body(resp *http.Response, buf []byte, off int64) *kindError {
 	if resp.StatusCode == http.StatusOK {
 		want += off
 		if _, err := io.CopyN(io.Discard, cr, off); err != nil {
-			return readError(err, cr.n, want)
+			return 0, readError(err, cr.n, want)
 		}
 	}
-	if _, err := io.ReadFull(cr, buf); err != nil {
-		return readError(err, cr.n, want)
+	got, err := readFull(cr, buf, progress)
+	if err != nil {
+		return got, readError(err, cr.n, want)
 	}
-	return nil
+	return got, nil
+}
+
+// readFull is io.ReadFull that reports, after each read, how many of buf's
+// bytes have arrived.
+func readFull(r io.Reader, buf []byte, progress func(int64)) (int64, error) {
+	var got int64
+	for got < int64(len(buf)) {
+		k, err := r.Read(buf[got:])
+		got += int64(k)
+		if k > 0 {
+			progress(got)
+		}
+		switch {
+		case got == int64(len(buf)):
+			return got, nil
+		case err == io.EOF:
+			return got, io.ErrUnexpectedEOF
+		case err != nil:
+			return got, err
+		}
+	}
+	return got, nil
 }
 
 // readError tells a body that ended early (the server or a proxy cut it)
