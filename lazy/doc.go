@@ -90,15 +90,20 @@
 // chunks are consecutive, then the files after it, which tar order tends to
 // make the next ones read), up to WithFetchWindow compressed bytes (default
 // 4 MiB), stopping at the first chunk stored, being fetched or known bad.
-// The window is one Blob.ReadAt (one Range request). Its chunks are then
-// decompressed and verified one by one from their own byte ranges, so a bad
-// chunk fails alone (ErrChunkDigest or a decompression error) and never
-// keeps its neighbours from being served; only verified chunks are stored or
-// returned. The reader's own chunk is verified first and returned at once; a
-// background goroutine verifies the rest, in blob order. A reader waiting
-// for a chunk of a window whose bytes have arrived verifies that chunk
-// itself if the goroutine has not reached it, rather than wait for the
+// The window is one read of the blob (one Range request), which runs in the
+// background on the layer's context, so that a reader that gives up leaves
+// it to the others. Its chunks are decompressed and verified one by one
+// from their own byte ranges, as soon as their bytes have arrived (a Blob
+// that reports its progress, as lazy/remote's does, tells when; any other,
+// once the whole window is in), so a reader of the window's first chunk
+// does not wait for its last, and a bad chunk fails alone
+// (ErrChunkDigest or a decompression error) and never keeps its neighbours
+// from being served; only verified chunks are stored or returned. A
+// background goroutine follows the bytes and verifies the chunks in blob
+// order; a reader waiting for a chunk whose bytes have arrived verifies it
+// itself if that goroutine has not reached it, rather than wait for the
 // chunks before it; each chunk is verified once, by whoever takes it first.
+// A read that fails fails only the chunks whose bytes had not arrived.
 // A chunk that arrived but did not verify is marked bad: windows and
 // read-ahead leave it alone, and only a read of that chunk fetches it
 // again. A chunk whose compressed range exceeds the window is streamed

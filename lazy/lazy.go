@@ -46,7 +46,7 @@ type Layer struct {
 	blob       Blob
 	format     *format
 	idx        *index
-	data       Blob // blob, counting the reads made for chunk data
+	data       countingBlob // blob, counting the reads made for chunk data
 	store      ChunkStore
 	files      FileStore     // nil: files are never kept whole
 	assembling chan struct{} // holds a token while a file is assembled
@@ -322,7 +322,9 @@ func (l *Layer) chunk(ctx context.Context, c *chunk) ([]byte, error) {
 		case w != nil:
 			l.noteDemand(w, true)
 			l.fetch(ctx, w, false)
-			<-cl.done // decoded by fetch, or by a reader that took it first: done either way
+			if err := l.await(ctx, cl); err != nil {
+				return nil, err
+			}
 		default:
 			l.stats.waits.Add(1)
 			if err := l.await(ctx, cl); err != nil {
