@@ -214,11 +214,12 @@ func overlayLower(t *testing.T, dir string) string {
 	return ""
 }
 
-// TestKernelOverlayScanFeeds: a walk that reads every file of a lazy image
-// through --kernel-overlay reads every byte right, and once its reads look
-// like a scan, strata hands the small files of the directories it lists to
-// the page cache ahead of their reads (bytes_fed).
-func TestKernelOverlayScanFeeds(t *testing.T) {
+// TestScanFeeds: a walk that reads every file of a lazy image, through
+// --kernel-overlay or strata's own union, reads every byte right, and once
+// its reads look like a scan, strata hands the small files of the
+// directories it lists to the page cache ahead of their reads (bytes_fed).
+// In the union, a fed file rewritten afterwards reads back as written.
+func TestScanFeeds(t *testing.T) {
 	t.Setenv("STRATA_RUNTIME_DIR", t.TempDir())
 	r := rand.New(rand.NewPCG(61, 62))
 	var ents []tarEnt
@@ -234,29 +235,54 @@ func TestKernelOverlayScanFeeds(t *testing.T) {
 		}
 	}
 	for _, f := range lazyFormats {
-		t.Run(string(f), func(t *testing.T) {
-			blob := buildLazyBlob(t, makeLayerTar(t, ents), f)
-			ref := pushImage(t, startRegistry(t, nil)+"/strata/scan:"+string(f), lazyImage(t, []lazyBlob{blob}))
-			m := mountRegistry(t, ref, mkdirs(t, t.TempDir(), "upper"), "--kernel-overlay")
-			n := 0
-			err := filepath.WalkDir(m.Dir, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || !d.Type().IsRegular() {
-					return err
+		blob := buildLazyBlob(t, makeLayerTar(t, ents), f)
+		ref := pushImage(t, startRegistry(t, nil)+"/strata/scan:"+string(f), lazyImage(t, []lazyBlob{blob}))
+		for _, mode := range []string{"kernel-overlay", "union"} {
+			t.Run(string(f)+"/"+mode, func(t *testing.T) {
+				upper := mkdirs(t, t.TempDir(), "upper")
+				var extra []string
+				if mode == "kernel-overlay" {
+					extra = append(extra, "--kernel-overlay")
 				}
-				rel, _ := filepath.Rel(m.Dir, p)
-				got, err := os.ReadFile(p)
-				if err != nil || !bytes.Equal(got, want[rel]) {
-					t.Errorf("%s: %d bytes, %v; want its %d bytes", rel, len(got), err, len(want[rel]))
+				m := mountRegistry(t, ref, upper, extra...)
+				n := 0
+				err := filepath.WalkDir(m.Dir, func(p string, d fs.DirEntry, err error) error {
+					if err != nil || !d.Type().IsRegular() {
+						return err
+					}
+					rel, _ := filepath.Rel(m.Dir, p)
+					got, err := os.ReadFile(p)
+					if err != nil || !bytes.Equal(got, want[rel]) {
+						t.Errorf("%s: %d bytes, %v; want its %d bytes", rel, len(got), err, len(want[rel]))
+					}
+					n++
+					return nil
+				})
+				if err != nil || n != len(want) {
+					t.Fatalf("walk read %d files (%v); want %d", n, err, len(want))
 				}
-				n++
-				return nil
+				waitStat(t, m.Dir, "small files fed to the page cache", func(st status.Mount) bool {
+					return layerSum(st, func(l status.Layer) int64 { return l.BytesFed }) > 0
+				})
+				if mode == "union" {
+					rewriteAndRead(t, m.Dir, upper, "d11/f24")
+				}
 			})
-			if err != nil || n != len(want) {
-				t.Fatalf("walk read %d files (%v); want %d", n, err, len(want))
-			}
-			waitStat(t, m.Dir, "small files fed to the page cache", func(st status.Mount) bool {
-				return layerSum(st, func(l status.Layer) int64 { return l.BytesFed }) > 0
-			})
-		})
+		}
+	}
+}
+
+// rewriteAndRead rewrites a lower file of a mount shorter than it was, and
+// checks that the mount and the upper directory both hold the new bytes.
+func rewriteAndRead(t *testing.T, mnt, upper, rel string) {
+	t.Helper()
+	data := []byte("rewritten after the scan")
+	if err := os.WriteFile(filepath.Join(mnt, rel), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{mnt, upper} {
+		if got, err := os.ReadFile(filepath.Join(dir, rel)); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s in %s after the rewrite: %q, %v; want %q", rel, dir, got, err, data)
+		}
 	}
 }

@@ -69,7 +69,7 @@ func (n *node) copyUp(ctx context.Context, truncate bool) error {
 	}
 	n.u.inos.alias(inoKey{upperLayer, st.Ino}, n.ino())
 	n.leaveLowerBacking()
-	n.upper.Store(true)
+	n.markUpper()
 	return nil
 }
 

@@ -105,12 +105,14 @@
 // until it has been read to the end (noOpendir), so that listing a
 // directory again costs no round trip at all.
 //
-// An open-less mount also feeds the page cache ahead of a scan (feed.go):
-// when a layer says readers are scanning it (package lazy's do, from their
-// fetches), each small local file that a lookup or a READDIRPLUS makes known
-// to the kernel is handed to it whole (FUSE_NOTIFY_STORE), once, so that a
-// walk reading every file reads them from the page cache, not with a READ
-// each. The mount is read-only, so the bytes handed over stay the file's.
+// A mount also feeds the page cache ahead of a scan (feed.go): when a layer
+// says readers are scanning it (package lazy's do, from their fetches),
+// each small local lower file that a lookup or a READDIRPLUS makes known to
+// the kernel, and that nothing has opened yet, is handed to it whole
+// (FUSE_NOTIFY_STORE), once, so that a walk reading every file reads them
+// from the page cache, not with a READ each. The bytes handed over stay the
+// file's: an open-less mount is read-only, and in the union a copy-up waits
+// for a feed of the file under way before the write that asked for it.
 //
 // A read-only mount whose layers all report no extended attributes (a
 // layer may tell, as package lazy's do from their TOC) answers the first

@@ -23,6 +23,11 @@ type feedLayer struct {
 	scanning bool
 	opens    atomic.Int64
 	given    atomic.Int64 // files ReadLocal gave
+
+	// ReadLocal of gated says so on entered, then waits for release.
+	gated   string
+	entered chan struct{}
+	release chan struct{}
 }
 
 func (l *feedLayer) Root(context.Context) (layer.Entry, error) {
@@ -68,6 +73,10 @@ func (l *feedLayer) String() string { return "feed" }
 func (l *feedLayer) Scanning() bool { return l.scanning }
 
 func (l *feedLayer) ReadLocal(p string, max int64) ([]byte, bool) {
+	if p == l.gated {
+		close(l.entered)
+		<-l.release
+	}
 	data, ok := l.files[p]
 	if !ok || !l.local[p] || int64(len(data)) > max {
 		return nil, false
@@ -84,11 +93,11 @@ func randBytes(r *rand.Rand, n int) []byte {
 	return b
 }
 
-// TestFeed: on an open-less mount of a layer being scanned, listing a
-// directory hands its small local files to the page cache, and reading
-// them then asks strata nothing and gets the right bytes; a big file, a
-// file not local, and any file of a layer not being scanned are read
-// through strata as before.
+// TestFeed: on an open-less mount, or a union with an upper directory, of a
+// layer being scanned, listing a directory hands its small local files to
+// the page cache, and reading them then asks strata for no bytes and gets
+// the right ones; a big file, a file not local, and any file of a layer not
+// being scanned are read through strata as before.
 func TestFeed(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	newLayer := func(scanning bool) *feedLayer {
@@ -117,20 +126,39 @@ func TestFeed(t *testing.T) {
 
 	// mountAndList mounts l open-less and lists its root, which makes the
 	// kernel look up every file.
-	mountAndList := func(t *testing.T, l *feedLayer) (string, *Server) {
-		t.Helper()
-		mnt := t.TempDir()
-		srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, WithOpenless(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Unmount() })
-		if _, err := os.ReadDir(mnt); err != nil {
-			t.Fatal(err)
-		}
-		return mnt, srv
+	for _, mode := range []struct {
+		name string
+		opts func(t *testing.T) []Option
+	}{
+		{"openless", func(*testing.T) []Option { return []Option{WithOpenless(true)} }},
+		{"union", func(t *testing.T) []Option { return []Option{WithUpper(t.TempDir())} }},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			testFeed(t, newLayer, readAll, func(t *testing.T, l *feedLayer) (string, *Server) {
+				return mountAndList(t, l, mode.opts(t)...)
+			})
+		})
 	}
+}
 
+// mountAndList mounts l with opts and lists its root, which makes the
+// kernel look up every file.
+func mountAndList(t *testing.T, l *feedLayer, opts ...Option) (string, *Server) {
+	t.Helper()
+	mnt := t.TempDir()
+	srv, err := Mount(context.Background(), mnt, []layer.Layer{l}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Unmount() })
+	if _, err := os.ReadDir(mnt); err != nil {
+		t.Fatal(err)
+	}
+	return mnt, srv
+}
+
+func testFeed(t *testing.T, newLayer func(bool) *feedLayer, readAll func(*testing.T, string, *feedLayer),
+	mountAndList func(*testing.T, *feedLayer) (string, *Server)) {
 	t.Run("scanning", func(t *testing.T) {
 		l := newLayer(true)
 		mnt, srv := mountAndList(t, l)
@@ -182,5 +210,55 @@ func waitFed(t *testing.T, srv *Server, l *feedLayer, want int64) {
 			t.Fatalf("fed %d files of %d in 10 s", l.given.Load(), want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFeedCopyUpFence: a feed of a file's lower bytes cannot land after a
+// write to the file's copy in the upper directory. The feed of "gated" is
+// held inside its critical section while a writer truncates and rewrites
+// the file: the copy-up must wait for the feed (so the new bytes come after
+// the old ones), and a read then gets the new bytes. (Without the fence the
+// write finishes first, and the late feed puts the old bytes and size back
+// in the page cache; the kernel happens to drop them again here, when it
+// sees the file's new mtime, but need not.)
+func TestFeedCopyUpFence(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	l := &feedLayer{files: map[string][]byte{}, local: map[string]bool{}, scanning: true,
+		gated: "gated", entered: make(chan struct{}), release: make(chan struct{})}
+	l.files["gated"] = randBytes(r, 10_000)
+	l.local["gated"] = true
+	// Without passthrough, reads of the upper file go through the page
+	// cache, where a late feed would show.
+	mnt, _ := mountAndList(t, l, WithUpper(t.TempDir()), WithPassthrough(false))
+	released := false
+	defer func() {
+		if !released {
+			close(l.release)
+		}
+	}()
+	select {
+	case <-l.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listing fed nothing")
+	}
+	want := []byte("new bytes")
+	wrote := make(chan error, 1)
+	go func() { wrote <- os.WriteFile(filepath.Join(mnt, "gated"), want, 0o644) }()
+	var err error
+	select {
+	case err = <-wrote:
+		t.Error("the write finished while a feed of the file's lower bytes was under way")
+		close(l.release)
+	case <-time.After(200 * time.Millisecond): // the copy-up waits for the feed
+		close(l.release)
+		err = <-wrote
+	}
+	released = true
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "gated"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after the rewrite: %d bytes %q..., %v; want %q", len(got), got[:min(len(got), 12)], err, want)
 	}
 }

@@ -68,6 +68,9 @@ type node struct {
 	kfile atomic.Pointer[lazyFile]
 	// fed: the node was queued to feed the page cache (see feed.go).
 	fed atomic.Bool
+	// feedMu is held by a feed of the page cache and by the copy-up's
+	// marking of upper, which exclude each other (see feed.go).
+	feedMu sync.Mutex
 }
 
 var _ = (fs.InodeEmbedder)((*node)(nil))

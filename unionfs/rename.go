@@ -169,7 +169,7 @@ func (n *node) settleSubtree() {
 			c.mu.Lock()
 			c.leaveLowerBacking()
 			c.mu.Unlock()
-			c.upper.Store(true)
+			c.markUpper()
 		}
 		if ch.IsDir() {
 			c.settleSubtree()
