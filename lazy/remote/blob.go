@@ -38,21 +38,35 @@ func (b *Blob) Stats() Stats { return b.stats.snapshot() }
 // *Error. When ctx ends first, ReadAt returns at once with ctx's error; the
 // fetch itself may go on for other callers of the same range.
 func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, &Error{Digest: b.digest, Off: off, Len: int64(len(p)), Kind: ErrRange}
+	n, ok, err := b.span(p, off)
+	if !ok {
+		return 0, err
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if off >= b.size {
-		return 0, io.EOF
-	}
-	n := min(int64(len(p)), b.size-off)
 	data, err := b.shared(ctx, off, n)
 	if err != nil {
 		return 0, err
 	}
 	copy(p, data)
+	return clipped(p, n)
+}
+
+// span checks a read of len(p) bytes at off: it returns how many of them
+// the blob holds, or, with ok false, the answer to a read that needs no
+// request.
+func (b *Blob) span(p []byte, off int64) (n int64, ok bool, err error) {
+	switch {
+	case off < 0:
+		return 0, false, &Error{Digest: b.digest, Off: off, Len: int64(len(p)), Kind: ErrRange}
+	case len(p) == 0:
+		return 0, false, nil
+	case off >= b.size:
+		return 0, false, io.EOF
+	}
+	return min(int64(len(p)), b.size-off), true, nil
+}
+
+// clipped is the answer to a read of p that got the n bytes the blob holds.
+func clipped(p []byte, n int64) (int, error) {
 	if n < int64(len(p)) {
 		return int(n), io.EOF
 	}
@@ -69,19 +83,13 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // that arrived with ctx's error. On any failure it returns that count and an
 // *Error.
 func (b *Blob) ReadAtProgress(ctx context.Context, p []byte, off int64, progress func(n int64)) (int, error) {
-	if off < 0 {
-		return 0, &Error{Digest: b.digest, Off: off, Len: int64(len(p)), Kind: ErrRange}
+	n, ok, err := b.span(p, off)
+	if !ok {
+		return 0, err
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if off >= b.size {
-		return 0, io.EOF
-	}
-	n := min(int64(len(p)), b.size-off)
 	b.stats.read()
 	var got int64
-	err := b.fill(ctx, p[:n], off, func(k int64) {
+	err = b.fill(ctx, p[:n], off, func(k int64) {
 		got = k
 		progress(k)
 	})
@@ -90,10 +98,8 @@ func (b *Blob) ReadAtProgress(ctx context.Context, p []byte, off int64, progress
 		return int(got), &Error{Digest: b.digest, Off: off, Len: n, Kind: ctx.Err(), Cause: context.Cause(ctx)}
 	case err != nil:
 		return int(got), err
-	case n < int64(len(p)):
-		return int(n), io.EOF
 	}
-	return int(n), nil
+	return clipped(p, n)
 }
 
 // shared joins the fetch of the same range already under way, or starts
