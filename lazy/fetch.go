@@ -197,8 +197,13 @@ func (l *Layer) fetch(ctx context.Context, w *window, inline bool) {
 		<-followed
 		return
 	}
-	if !l.bg.spawn(func(ctx context.Context) { l.read(ctx, w) }) {
+	// A reader's window is demand until its last byte is in, not only
+	// until the reader's chunk is: prefetch waits for reads to be quiet,
+	// so as not to share the link with them.
+	l.demand.begin()
+	if !l.bg.spawn(func(ctx context.Context) { defer l.demand.end(); l.read(ctx, w) }) {
 		l.read(ctx, w)
+		l.demand.end()
 	}
 }
 

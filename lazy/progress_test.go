@@ -121,3 +121,36 @@ func TestWindowServesArrivedChunks(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestPrefetchWaitsForReadersWindow: a reader's window is demand until its
+// last byte is in, not only until the reader's own chunk is: a prefetch
+// starts no window while the rest of it arrives (on a slow link the two
+// would share the bandwidth the reader's next reads need).
+func TestPrefetchWaitsForReadersWindow(t *testing.T) {
+	r := rand.New(rand.NewPCG(53, 54))
+	big := randBytes(r, 10_000)
+	b := buildBlob(t, makeTar(t, []tarEntry{reg("big", big)}), buildOpts{zstd: true, chunkSize: 1000})
+	hb := &halfBlob{memBlob: memBlob{data: b.blob}, hold: make(chan struct{})}
+	l, err := Open(context.Background(), hb, b.annot, WithReadAhead(0), WithFetchWindow(6200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	chunks := fileChunks(t, l, "big")
+	hb.reads.Store(0)
+	c, err := l.Open(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readChunk(t, c, chunks[0], big, false, false) // its window's second half is held
+	l.Prefetch(PrefetchAll)
+	time.Sleep(3 * demandQuiet)
+	if n := hb.reads.Load(); n != 1 {
+		t.Errorf("%d blob reads while the reader's window was arriving; want its one", n)
+	}
+	close(hb.hold)
+	settle(t, l, int64(len(chunks)))
+	if got := readSequential(t, l, "big", 1000); !bytes.Equal(got, big) {
+		t.Error("the file differs")
+	}
+}
