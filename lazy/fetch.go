@@ -114,10 +114,10 @@ func (l *Layer) newWindow(c *chunk) *window {
 
 // claimWindow claims c and the chunks that follow it in the blob, up to size
 // compressed bytes (and raw decompressed bytes, unless raw is 0), of which
-// at most 1/share beyond c's file. A chunk stored already, claimed by
-// another fetch (whose bytes are on their way) or known bad is left out:
-// a small one (up to skipMax compressed bytes) is fetched along and not
-// decoded, a bigger one ends the window. l.mu is held.
+// at most 1/share beyond c's file. A chunk claimed by another fetch (whose
+// bytes are on their way) ends the window. A chunk stored already or known
+// bad is left out: a small one (up to skipMax compressed bytes) is fetched
+// along and not decoded, a bigger one ends the window. l.mu is held.
 func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 	w := &window{off: c.cOff, end: c.cEnd, stream: c.cEnd-c.cOff > size}
 	l.add(w, c)
@@ -140,7 +140,9 @@ func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 		switch {
 		case cl != nil && cl.w == w:
 			// A repeat of a chunk of this window: decoded once.
-		case cl != nil || l.bad[keyOf(n)] || l.has(n):
+		case cl != nil:
+			return w // on its way: its bytes are not fetched twice
+		case l.bad[keyOf(n)] || l.has(n):
 			if n.cEnd-n.cOff > skipMax {
 				return w
 			}
@@ -155,11 +157,14 @@ func (l *Layer) claimWindow(c *chunk, size, raw, share int64) *window {
 
 // skipMax is the most compressed bytes of a chunk that a window fetches
 // along, undecoded, rather than end there, when the chunk is stored
-// already or on its way. Identical files (in one layer or across layers)
+// already (or known bad). Identical files (in one layer or across layers)
 // store one chunk for all of them, so a layer's prefetch finds many such
 // chunks among those it still needs: stopping at each one split the
 // prefetch of debian-python's python layer into windows of a few KiB, one
-// round trip each.
+// round trip each. A chunk on its way in another window is not skipped so:
+// its bytes would come twice, and a reader's window that went on past the
+// read-ahead windows of its own file fetched them all again. That took
+// python3 /app/main.py over 100 Mbit/s and 20 ms from 2.1 s to 3.0-3.2 s.
 const skipMax = 64 << 10
 
 func (l *Layer) add(w *window, c *chunk) {

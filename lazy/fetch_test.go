@@ -647,3 +647,35 @@ func TestWindowSkipsStoredChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowEndsAtChunkOnItsWay: a window ends at a chunk that another
+// window is fetching, rather than go on past it: the bytes of that chunk
+// would come twice (a reader's window went on past the read-ahead windows
+// of its own file and fetched them all again).
+func TestWindowEndsAtChunkOnItsWay(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	var ents []tarEntry
+	for i := range 10 {
+		ents = append(ents, reg(fmt.Sprintf("f%02d", i), randBytes(r, 3000)))
+	}
+	for _, f := range testFormats {
+		t.Run(f.name, func(t *testing.T) {
+			o := f.opts
+			o.chunkSize = 1 << 20 // one chunk a file
+			l, _ := openBuilt(t, buildBlob(t, makeTar(t, ents), o), WithReadAhead(0))
+			c0, c5 := l.idx.order[fileChunks(t, l, "f00")[0].seq], l.idx.order[fileChunks(t, l, "f05")[0].seq]
+			l.mu.Lock()
+			w5 := l.claimWindow(c5, 0, 0, 1) // f05 alone, on its way
+			w0 := l.claimWindow(c0, 1<<20, 0, 1)
+			l.mu.Unlock()
+			if w0.end > c5.cOff || len(w0.chunks) != 5 {
+				t.Errorf("window from f00: %d chunks, to %d; want 5, ending by f05's start %d", len(w0.chunks), w0.end, c5.cOff)
+			}
+			for _, w := range []*window{w5, w0} {
+				for i, c := range w.chunks {
+					l.finish(c, w.calls[i], nil, context.Canceled)
+				}
+			}
+		})
+	}
+}
