@@ -29,10 +29,10 @@ import (
 // below passthroughMin, since a passthrough open bypasses the page cache),
 // whose bytes are all local (the layer never fetches for this), not opened
 // yet, each once per node; with an upper directory, not hard-linked either
-// (a copy-up through another name changes the file). A queue of at most feedQueue files is worked
-// through by one goroutine, which ends when it is empty. A file that is
-// read before its turn costs its READ as before; a feed that lands after
-// the READ stores the same bytes again.
+// (a copy-up through another name changes the file). A queue of at most
+// feedQueue files is worked through by one goroutine, which ends when it
+// is empty. A file that is read before its turn costs its READ as before;
+// a feed that lands after the READ stores the same bytes again.
 //
 // The bytes fed must stay the file's. An open-less mount is read-only. In
 // the union a lower file changes only once copied up, and a feed excludes
