@@ -89,7 +89,10 @@
 // that follow it in the blob (the rest of its file first, since a file's
 // chunks are consecutive, then the files after it, which tar order tends to
 // make the next ones read), up to WithFetchWindow compressed bytes (default
-// 4 MiB), stopping at the first chunk stored, being fetched or known bad.
+// 4 MiB), stopping at the first chunk being fetched, or stored or known bad
+// and over 64 KiB compressed (a smaller one is fetched along, undecoded:
+// identical files share a chunk, and a layer's prefetch would otherwise
+// break into windows of a few KiB).
 // The window is one read of the blob (one Range request), which runs in the
 // background on the layer's context, so that a reader that gives up leaves
 // it to the others. Its chunks are decompressed and verified one by one

@@ -40,7 +40,8 @@ type call struct {
 
 // window is one fetch: the blob's range [off, end) read with one request,
 // and the chunks claimed in it, the one a reader asked for first. Chunks
-// inside the range that others fetch or the store holds are not decoded.
+// inside the range that the store holds (or that are known bad) are not
+// decoded.
 type window struct {
 	off, end int64
 	stream   bool // one chunk over the fetch window, read in pieces
