@@ -10,9 +10,10 @@ import (
 // each directory and then reads its files, one READ round trip each, after
 // the whole-layer prefetch it set off has made most of them local. A
 // server that sees the listing can hand the kernel those files' bytes
-// ahead of the reads (package unionfs does, on an open-less mount), which
-// turns the READs into page-cache hits. Scanning says when that is worth
-// doing, and ReadLocal gives the bytes without ever fetching.
+// ahead of the reads (package unionfs does, on its open-less mounts and in
+// its union for files not opened yet), which turns the READs into
+// page-cache hits. Scanning says when that is worth doing, and ReadLocal
+// gives the bytes without ever fetching.
 
 // scanLinger is how long a layer counts as scanned after the last sign of
 // it: a scan's step, or a window of the whole-layer prefetch that a scan
