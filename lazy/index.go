@@ -59,10 +59,14 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 	if _, err := b.dir(""); err != nil { // the root exists even when the TOC does not name it
 		return nil, err
 	}
-	for i, te := range t.entries {
+	err := decodeTOC(t.json, o.maxEntries, func(i int, te *estargz.TOCEntry) error {
 		if err := b.add(te); err != nil {
-			return nil, fmt.Errorf("%w: entry %d (%q): %w", ErrInvalidTOC, i, te.Name, err)
+			return fmt.Errorf("entry %d (%q): %w", i, te.Name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTOC, err)
 	}
 	for _, step := range []func() error{b.endFile, b.resolveLinks} {
 		if err := step(); err != nil {

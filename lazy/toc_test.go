@@ -125,20 +125,32 @@ func TestRewrittenTOC(t *testing.T) {
 }
 
 func TestDecodeTOC(t *testing.T) {
+	count := func(in string, limit int) (int, error) {
+		n := 0
+		err := decodeTOC([]byte(in), limit, func(int, *estargz.TOCEntry) error { n++; return nil })
+		return n, err
+	}
 	good := map[string]int{
 		`{"version":1,"entries":[{"name":"a","type":"dir"}]}`:            1,
 		`{"Entries":[{"name":"a","type":"dir"},{}],"extra":{"x":[1,2]}}`: 2,
 		`{}`: 0,
 	}
-	for in, n := range good {
-		es, err := decodeTOC([]byte(in), 10)
-		if err != nil || len(es) != n {
-			t.Errorf("decodeTOC(%s) = %d entries, %v", in, len(es), err)
+	for in, want := range good {
+		if n, err := count(in, 10); err != nil || n != want {
+			t.Errorf("decodeTOC(%s) = %d entries, %v", in, n, err)
 		}
 	}
-	for _, in := range []string{``, `[]`, `{"entries":{}}`, `{"entries":[1]}`, `{} {}`, `{"entries":[{},{},{}]}`} {
-		if _, err := decodeTOC([]byte(in), 2); err == nil {
+	for _, in := range []string{``, `[]`, `{"entries":{}}`, `{"entries":[1]}`, `{} {}`, `{"entries":[{},{},{}]}`,
+		`{"entries":[],"entries":[]}`} {
+		if _, err := count(in, 2); err == nil {
 			t.Errorf("decodeTOC(%s) accepted", in)
 		}
+	}
+	// Each entry is decoded afresh: nothing of one (its xattrs) carries over.
+	var xattrs []int
+	err := decodeTOC([]byte(`{"entries":[{"name":"a","xattrs":{"user.a":"YQ=="}},{"name":"b"}]}`), 10,
+		func(_ int, te *estargz.TOCEntry) error { xattrs = append(xattrs, len(te.Xattrs)); return nil })
+	if err != nil || !slices.Equal(xattrs, []int{1, 0}) {
+		t.Errorf("xattrs per entry %v, %v; want [1 0]", xattrs, err)
 	}
 }
