@@ -47,6 +47,7 @@ type builder struct {
 	cur      *node  // the regular file that "chunk" entries continue
 	curSum   string // its whole-file digest, for a file of one chunk
 	files    []*fileData
+	linked   map[uint64]bool // IDs that hard links share
 }
 
 func buildIndex(t *loadedTOC, o *options) (*index, error) {
@@ -55,6 +56,7 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 		limit:    o.maxEntries,
 		payload:  t.payloadEnd,
 		maxChunk: o.maxChunkSize,
+		linked:   map[uint64]bool{},
 	}
 	if _, err := b.dir(""); err != nil { // the root exists even when the TOC does not name it
 		return nil, err
@@ -239,6 +241,7 @@ func (b *builder) resolve(p string, n *node, depth int) error {
 	name := n.e.Name
 	n.e, n.file, n.link = t.e, t.file, ""
 	n.e.Name = name
+	b.linked[t.e.ID] = true
 	return nil
 }
 
@@ -281,20 +284,23 @@ func (b *builder) link() {
 
 // count sets link counts as a filesystem would report them: a directory has
 // 2 plus its subdirectories, a file one per visible name. Hard-linked files
-// are indexed for Links.
+// are indexed for Links; only their paths are gathered, the rest of the
+// files have one name.
 func (b *builder) count() {
 	names := map[uint64][]string{}
 	var walk func(d *node, dp string)
 	walk = func(d *node, dp string) {
 		d.e.Nlink = 2
 		for _, n := range d.kids {
-			p := joinPath(dp, n.e.Name)
-			if n.e.Type == layer.TypeDir {
+			switch {
+			case n.e.Type == layer.TypeDir:
 				d.e.Nlink++
-				walk(n, p)
-				continue
+				walk(n, joinPath(dp, n.e.Name))
+			case b.linked[n.e.ID]:
+				names[n.e.ID] = append(names[n.e.ID], joinPath(dp, n.e.Name))
+			default:
+				n.e.Nlink = 1
 			}
-			names[n.e.ID] = append(names[n.e.ID], p)
 		}
 	}
 	walk(b.idx.nodes[""], "")
