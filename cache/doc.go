@@ -16,6 +16,10 @@
 //	DIR/files/ALG/XX/HEX    a file entry: exactly a whole file's bytes,
 //	                        keyed by the file's digest (the digest of a reg
 //	                        entry in an eStargz or zstd:chunked TOC)
+//	DIR/refs/XX/HEX         a ref: what an image reference (registry/repo:tag)
+//	                        pointed to when this node last resolved it, as
+//	                        "REFERENCE\nDIGEST\n"; HEX is the SHA-256 of
+//	                        the reference
 //	DIR/tmp/put-PID-RAND    an entry being written by process PID
 //	DIR/usage               the usage record: estimated bytes and entries
 //	DIR/evict.lock          held (flock) by whoever is sweeping
@@ -89,6 +93,19 @@
 // followed by a deliberate reset of the mtime; GC with Verify finds those.
 // Concurrent first opens of one file share a single hash. HasFile tells
 // whether a file entry exists without opening it.
+//
+// # Refs: names, not entries
+//
+// A ref (SetRef, Ref) is the one thing here not named by its content: it
+// records which digest a tag named when this node last asked the registry,
+// so that a second mount of an image by tag need not ask again (docker run
+// and nerdctl's --pull missing; see package lazy/remote's Pull). A ref is
+// written whole (a temp file renamed over the old one) and read back only
+// if it names its own reference and holds a valid digest. It is trusted as
+// containerd trusts its image store: a ref changed behind strata's back can
+// point a tag at another image of the same repository, never at bytes
+// that do not match their digest, since the manifest it names is verified
+// like every entry. Refs are a few hundred bytes each and are not evicted.
 //
 // # Recording use
 //

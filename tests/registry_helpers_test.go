@@ -601,12 +601,16 @@ func mountRegistry(t testing.TB, ref, upper string, extra ...string) *strataMoun
 	return m
 }
 
-// runRefused runs `strata mount REF MNT`, which must fail, and returns its
-// exit error and stderr; it fails the test (and undoes the mount) if strata
-// mounted or hung.
-func runRefused(t testing.TB, ref, mnt string) (error, string) {
+// runRefused runs `strata mount [extra...] REF MNT`, which must fail, and
+// returns its exit error and stderr; it fails the test (and undoes the
+// mount) if strata mounted or hung.
+func runRefused(t testing.TB, ref, mnt string, extra ...string) (error, string) {
 	t.Helper()
-	cmd := exec.Command(strataBin, "mount", "--cache", t.TempDir(), ref, mnt)
+	args := []string{"mount"}
+	if !slices.Contains(extra, "--cache") {
+		args = append(args, "--cache", t.TempDir())
+	}
+	cmd := exec.Command(strataBin, append(append(args, extra...), ref, mnt)...)
 	var stderr syncBuffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stderr
 	if err := cmd.Start(); err != nil {

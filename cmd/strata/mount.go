@@ -62,6 +62,7 @@ func mountCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache", Value: cache.DefaultDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared by every mount and strata process that names it"},
 			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (512M, 10G, 1.5GiB; 0: no cap)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "keep fetched chunks in memory only (64 MiB), for this mount alone"},
+			&cli.StringFlag{Name: "pull", Value: "missing", Usage: "when to ask the registry what REF's tag points to: `POLICY` missing (only the first time on this node: later mounts take the digest recorded in the cache, as docker run does, and start without the registry), always (every mount, recording the answer), or never (only tags recorded before); a REF by digest needs no asking"},
 			&cli.StringFlag{Name: "prefetch", Value: "auto", Usage: "what to fetch before it is read: `MODE` landmark (an eStargz layer's files before its .prefetch.landmark), all (every layer whole, in the background while reads pause), auto (landmark, then a whole layer once reads have fetched a quarter of it, as a build or a scan does), or none; all and auto need the on-disk cache, so --no-cache turns auto into landmark"},
 			&cli.DurationFlag{Name: "timeout", Value: unionfs.DefaultTimeout, Usage: "how long the kernel caches names and attributes"},
 			&cli.BoolFlag{Name: "no-passthrough", Usage: "serve every read through strata instead of FUSE passthrough"},
@@ -371,12 +372,19 @@ func writeRecord(path string, opened []lazy.Opened) error {
 // resolveImage resolves the reference, keeping manifests and configs in
 // the cache (an image named by digest then resolves from it).
 func resolveImage(ctx context.Context, c *cli.Context, disk *cache.Store) (*remote.Image, error) {
+	pull, err := remote.ParsePull(c.String("pull"))
+	if err != nil {
+		return nil, err
+	}
 	ropts := []remote.Option{remote.WithInsecure(c.Bool("insecure"))}
 	if p := c.String("platform"); p != "" {
 		ropts = append(ropts, remote.WithPlatform(p))
 	}
-	if disk != nil {
-		ropts = append(ropts, remote.WithStore(disk))
+	switch {
+	case disk != nil:
+		ropts = append(ropts, remote.WithStore(disk), remote.WithRefs(disk, pull))
+	case pull == remote.PullNever:
+		return nil, errors.New("--pull never needs the on-disk cache, where tags are recorded")
 	}
 	return remote.Resolve(ctx, c.Args().First(), ropts...)
 }

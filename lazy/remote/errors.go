@@ -37,6 +37,8 @@ var (
 	// ErrUnsupported: a manifest this package cannot read (schema 1,
 	// unknown kind).
 	ErrUnsupported = errors.New("unsupported manifest")
+	// ErrNotPulled: PullNever, and this node has no record of the tag.
+	ErrNotPulled = errors.New("tag not resolved on this node before")
 )
 
 // Error is a failed blob read: which blob, which bytes, what class of

@@ -47,6 +47,8 @@ type options struct {
 	keychain       authn.Keychain
 	logger         *slog.Logger
 	store          Store // nil: nothing kept
+	refs           Refs  // nil: every tag asked of the registry
+	pull           Pull
 }
 
 // Store keeps content by its digest and returns only bytes that match it
@@ -59,10 +61,58 @@ type Store interface {
 
 // WithStore keeps the manifests and configs Resolve fetches in s, and
 // takes them from s when a reference names them by digest: a tag still
-// asks the registry what it points to now.
+// asks the registry what it points to now, unless WithRefs answers it.
 func WithStore(s Store) Option {
 	return func(o *options) error {
 		o.store = s
+		return nil
+	}
+}
+
+// Refs remembers what a tag pointed to when this node last resolved it
+// (package cache's Store is one).
+type Refs interface {
+	Ref(name string) (digest.Digest, bool)
+	SetRef(name string, d digest.Digest) error
+}
+
+// Pull says when Resolve asks the registry what a tag points to, as
+// docker's and nerdctl's --pull do. A reference by digest never needs it.
+type Pull int
+
+const (
+	// PullMissing asks only for a tag this node has not resolved before,
+	// and otherwise takes the digest it got then: a second container of
+	// an image starts with no request, and while the registry is down.
+	PullMissing Pull = iota
+	// PullAlways asks the registry every time, and records the answer.
+	PullAlways
+	// PullNever never asks: a tag this node has not resolved is an error
+	// (ErrNotPulled).
+	PullNever
+)
+
+// ParsePull reads "missing", "always" or "never".
+func ParsePull(s string) (Pull, error) {
+	switch s {
+	case "missing":
+		return PullMissing, nil
+	case "always":
+		return PullAlways, nil
+	case "never":
+		return PullNever, nil
+	}
+	return 0, fmt.Errorf("pull policy %q: want missing, always or never", s)
+}
+
+// WithRefs records in r the digest each tag resolves to, and resolves
+// tags by r as p says. Without it every tag is asked of the registry.
+func WithRefs(r Refs, p Pull) Option {
+	return func(o *options) error {
+		if p < PullMissing || p > PullNever {
+			return fmt.Errorf("pull policy %d", p)
+		}
+		o.refs, o.pull = r, p
 		return nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	digest "github.com/opencontainers/go-digest"
 	"net"
@@ -29,7 +30,9 @@ const maxIndexDepth = 4
 // Resolve fetches the manifest that ref names (a tag or a digest), follows
 // an image index to the image for the wanted platform, and fetches the
 // image's config. The returned Image is pinned to the manifest's digest:
-// moving the tag later changes nothing for it. ctx bounds Resolve only.
+// moving the tag later changes nothing for it. A tag is asked of the
+// registry unless WithRefs has a record of it and a pull policy that lets
+// the record answer. ctx bounds Resolve only.
 func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -39,8 +42,17 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	tag := r
+	if r, err = recordedDigest(r, o); err != nil {
+		return nil, fmt.Errorf("remote: %s: %w", ref, err)
+	}
 	base := baseTransport(o)
 	desc, err := resolveImage(ctx, r, base, o)
+	if errors.Is(err, ErrNotFound) && r != tag && o.pull == PullMissing {
+		// The recorded image is gone from the registry: ask what the tag
+		// points to now.
+		desc, err = resolveImage(ctx, tag, base, o)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +65,23 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 		return nil, err
 	}
 	return img, nil
+}
+
+// recordedDigest returns, for a tag that o's refs have a digest of and
+// that o's pull policy lets them answer, the reference by that digest;
+// otherwise r itself.
+func recordedDigest(r name.Reference, o *options) (name.Reference, error) {
+	tag, ok := r.(name.Tag)
+	if !ok || o.refs == nil || o.pull == PullAlways {
+		return r, nil
+	}
+	if d, ok := o.refs.Ref(tag.Name()); ok {
+		return tag.Context().Digest(d.String()), nil
+	}
+	if o.pull == PullNever {
+		return nil, ErrNotPulled
+	}
+	return r, nil
 }
 
 // parseReference allows plain HTTP for --insecure and for loopback
@@ -115,6 +144,11 @@ func resolveImage(ctx context.Context, r name.Reference, base http.RoundTripper,
 		desc, err := getManifest(r, ropts, o.store)
 		if err != nil {
 			return nil, err
+		}
+		if tag, ok := r.(name.Tag); ok && o.refs != nil {
+			if err := o.refs.SetRef(tag.Name(), digest.Digest(desc.Digest.String())); err != nil {
+				o.logger.Warn("cannot record the tag's digest", "tag", tag.Name(), "err", err)
+			}
 		}
 		index, err := isIndex(desc.MediaType, desc.Manifest)
 		if err != nil {
