@@ -61,7 +61,11 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 	if _, err := b.dir(""); err != nil { // the root exists even when the TOC does not name it
 		return nil, err
 	}
-	err := decodeTOC(t.json, o.maxEntries, func(i int, te *estargz.TOCEntry) error {
+	decode := decodeTOC
+	if len(t.json) >= pipelineMin {
+		decode = decodeInto
+	}
+	err := decode(t.json, o.maxEntries, func(i int, te *estargz.TOCEntry) error {
 		if err := b.add(te); err != nil {
 			return fmt.Errorf("entry %d (%q): %w", i, te.Name, err)
 		}
