@@ -87,10 +87,16 @@
 // truncated, extended or written, which moves the mtime) is hashed again.
 // A file that fails is removed, as Get does, and OpenFile misses. PutFile
 // remembers the identity of what it has just hashed and written, so its
-// Store's first open costs nothing. The memo is per Store and in memory: a
-// new process hashes each file once again. What it cannot see is damage
-// that keeps the identity, such as a bit flipped by the disk or a write
-// followed by a deliberate reset of the mtime; GC with Verify finds those.
+// Store's first open costs nothing. The memo is per Store and in memory,
+// unless WithVerifiedDir shares it: through a directory of records (one
+// per file, its identity), which strata keeps in its runtime directory,
+// /run/strata (root's, gone at reboot), not in the cache, whose files
+// anyone who can change entries could change too. A new process then
+// trusts what an earlier one verified, as a long-lived one trusts its own
+// memo, instead of hashing each file it opens once more. What the memo
+// cannot see is damage that keeps the identity, such as a bit flipped by
+// the disk or a write followed by a deliberate reset of the mtime; GC with
+// Verify finds those.
 // Concurrent first opens of one file share a single hash. HasFile tells
 // whether a file entry exists without opening it.
 //

@@ -252,14 +252,29 @@ func (s *Store) HasFile(d digest.Digest) bool {
 	return s.has(KindFile, d)
 }
 
+// verified reports whether key is the identity of d's entry that this
+// Store, or one sharing its verified dir, has verified.
 func (s *Store) verified(d digest.Digest, key fileKey) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k, ok := s.memo[d]
-	return ok && k == key
+	s.mu.Unlock()
+	if ok && k == key {
+		return true
+	}
+	if !s.recorded(d, key) {
+		return false
+	}
+	s.memorize(d, key)
+	return true
 }
 
+// remember notes that key is the identity of d's entry, just verified.
 func (s *Store) remember(d digest.Digest, key fileKey) {
+	s.memorize(d, key)
+	s.record(d, key)
+}
+
+func (s *Store) memorize(d digest.Digest, key fileKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.memo) >= maxMemo {
@@ -270,6 +285,7 @@ func (s *Store) remember(d digest.Digest, key fileKey) {
 
 func (s *Store) forget(d digest.Digest) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.memo, d)
+	s.mu.Unlock()
+	s.unrecord(d)
 }

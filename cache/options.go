@@ -20,6 +20,9 @@ type options struct {
 	noCreate bool
 	maxSize  int64
 	logger   *slog.Logger
+	// verifiedDir shares the memo of verified file entries; "" keeps it
+	// in memory only.
+	verifiedDir string
 	hooks    testHooks
 }
 

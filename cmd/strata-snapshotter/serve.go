@@ -17,6 +17,7 @@ import (
 	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/snapshotter"
+	"github.com/stratafs/strata/status"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc"
 )
@@ -58,7 +59,8 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("serve: --cache-size: %w", err)
 	}
-	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max))
+	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max),
+		cache.WithVerifiedDir(filepath.Join(status.Dir(), "verified")))
 	if err != nil {
 		return fmt.Errorf("serve: --cache: %w", err)
 	}

@@ -452,7 +452,8 @@ func chunkStoreOptions(c *cli.Context) ([]lazy.Option, *cache.Store, func(), err
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("mount: --cache-size: %w", err)
 	}
-	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max))
+	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max),
+		cache.WithVerifiedDir(filepath.Join(status.Dir(), "verified")))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("mount: --cache: %w", err)
 	}
