@@ -23,7 +23,7 @@ type options struct {
 	// verifiedDir shares the memo of verified file entries; "" keeps it
 	// in memory only.
 	verifiedDir string
-	hooks    testHooks
+	hooks       testHooks
 }
 
 // testHooks let tests see inside the background eviction without timing
