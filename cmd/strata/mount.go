@@ -369,8 +369,9 @@ func writeRecord(path string, opened []lazy.Opened) error {
 	return os.WriteFile(path, []byte(sb.String()), 0o644)
 }
 
-// resolveImage resolves the reference, keeping manifests and configs in
-// the cache (an image named by digest then resolves from it).
+// resolveImage resolves the reference, keeping manifests, configs and
+// what each tag resolved to in the cache (an image named by digest, or by
+// a tag recorded, then resolves from it, as --pull says).
 func resolveImage(ctx context.Context, c *cli.Context, disk *cache.Store) (*remote.Image, error) {
 	pull, err := remote.ParsePull(c.String("pull"))
 	if err != nil {
