@@ -57,22 +57,35 @@ func TestVerifiedDirShared(t *testing.T) {
 	if e.hashes.Load() != 1 || e.Stats().Corrupt != 1 {
 		t.Errorf("damaged file: hashed %d times, %d corrupt; want 1 and 1", e.hashes.Load(), e.Stats().Corrupt)
 	}
-	if _, err := os.Stat(e.recordPath(d)); !os.IsNotExist(err) {
-		t.Errorf("the damaged entry's record is still there: %v", err)
+	if old, _ := filepath.Glob(e.recordPrefix(d) + ".*"); len(old) != 0 {
+		t.Errorf("the damaged entry's records are still there: %v", old)
 	}
 }
 
-// TestVerifiedDirDamagedRecord: a record that is not one (garbage, another
-// identity) is no reason to trust a file: it is hashed.
-func TestVerifiedDirDamagedRecord(t *testing.T) {
+// TestVerifiedDirOtherIdentity: a record of another identity (the file
+// as it was before it was replaced, say), or something at a record's name
+// that is not a record, is no reason to trust a file: it is hashed.
+func TestVerifiedDirOtherIdentity(t *testing.T) {
 	vdir := t.TempDir()
 	a, dir := newStore(t, WithVerifiedDir(vdir))
 	data, d := testFile(7, 100000)
 	if err := a.PutFile(d, int64(len(data)), fillIn(data)); err != nil {
 		t.Fatal(err)
 	}
-	for _, rec := range []string{"", "garbage", "1 2 3 4\n"} {
-		if err := os.WriteFile(a.recordPath(d), []byte(rec), 0o600); err != nil {
+	info, err := os.Stat(filePath(dir, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keyOf(info)
+	other := key
+	other.mtime++
+	for _, plant := range []func() error{
+		func() error { return os.WriteFile(a.recordPath(d, other), nil, 0o600) },
+		func() error { return os.Mkdir(a.recordPath(d, key), 0o700) },
+	} {
+		a.unrecord(d)
+		os.Remove(a.recordPath(d, key))
+		if err := plant(); err != nil {
 			t.Fatal(err)
 		}
 		s, err := Open(dir, WithVerifiedDir(vdir))
@@ -80,10 +93,10 @@ func TestVerifiedDirDamagedRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got, ok := readOpen(t, s, d); !ok || !bytes.Equal(got, data) {
-			t.Errorf("record %q: OpenFile %d bytes, %v", rec, len(got), ok)
+			t.Errorf("OpenFile %d bytes, %v", len(got), ok)
 		}
 		if s.hashes.Load() != 1 {
-			t.Errorf("record %q: hashed %d times, want 1", rec, s.hashes.Load())
+			t.Errorf("hashed %d times, want 1", s.hashes.Load())
 		}
 		s.Close()
 	}
