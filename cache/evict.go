@@ -276,7 +276,7 @@ func (s *Store) evictOne(c *candidate) bool {
 		return false
 	}
 	if c.kind == KindFile {
-		s.forget(c.d)
+		s.forget(c.d, fileKey{dev: c.dev, ino: c.ino, size: c.size, mtime: c.mtime}, false)
 	}
 	return true
 }

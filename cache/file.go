@@ -166,7 +166,7 @@ func (s *Store) openFile(d digest.Digest) (*os.File, error) {
 	if err := s.verifyFile(d, f, info); err != nil {
 		if errors.Is(err, errCorrupt) {
 			s.corrupt.Add(1)
-			s.forget(d)
+			s.forget(d, keyOf(info), true)
 			s.discard(p, f)
 		} else {
 			s.errs.Add(1)
@@ -283,9 +283,11 @@ func (s *Store) memorize(d digest.Digest, key fileKey) {
 	s.memo[d] = key
 }
 
-func (s *Store) forget(d digest.Digest) {
+// forget drops what this Store and the verified dir know of d's entry
+// with the identity key, which is gone or, with failed, found damaged.
+func (s *Store) forget(d digest.Digest, key fileKey, failed bool) {
 	s.mu.Lock()
 	delete(s.memo, d)
 	s.mu.Unlock()
-	s.unrecord(d)
+	s.unrecord(d, key, failed)
 }

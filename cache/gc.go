@@ -102,7 +102,7 @@ func (s *Store) verifyEntry(e *scanEntry, bad *KindUsage) bool {
 	s.corrupt.Add(1)
 	s.discard(p, f)
 	if e.kind == KindFile {
-		s.forget(e.d())
+		s.forget(e.d(), keyOf(info), true)
 	}
 	bad.add(KindUsage{Entries: 1, Bytes: info.Size()})
 	return false

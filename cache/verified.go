@@ -33,6 +33,7 @@ func WithVerifiedDir(dir string) Option {
 	}
 }
 
+// recordPrefix is what the names of d's records start with.
 func (s *Store) recordPrefix(d digest.Digest) string {
 	return filepath.Join(s.opts.verifiedDir, string(d.Algorithm())+"-"+d.Encoded())
 }
@@ -76,9 +77,17 @@ func (s *Store) createRecord(d digest.Digest, key fileKey) error {
 	return f.Close()
 }
 
-// unrecord removes every record of d, whose entry failed or is gone.
-func (s *Store) unrecord(d digest.Digest) {
+// unrecord removes the record of d's entry with the identity key, which
+// is gone; with all, every record of d, whose entry failed: it may have
+// been verified with another identity before it was damaged. all lists
+// the directory, so eviction, which knows what it removes, does not ask
+// for it.
+func (s *Store) unrecord(d digest.Digest, key fileKey, all bool) {
 	if s.opts.verifiedDir == "" {
+		return
+	}
+	os.Remove(s.recordPath(d, key))
+	if !all {
 		return
 	}
 	old, _ := filepath.Glob(s.recordPrefix(d) + ".*")

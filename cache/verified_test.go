@@ -2,9 +2,11 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestVerifiedDirShared: a second Store (another process) sharing the
@@ -57,8 +59,8 @@ func TestVerifiedDirShared(t *testing.T) {
 	if e.hashes.Load() != 1 || e.Stats().Corrupt != 1 {
 		t.Errorf("damaged file: hashed %d times, %d corrupt; want 1 and 1", e.hashes.Load(), e.Stats().Corrupt)
 	}
-	if old, _ := filepath.Glob(e.recordPrefix(d) + ".*"); len(old) != 0 {
-		t.Errorf("the damaged entry's records are still there: %v", old)
+	if old, _ := filepath.Glob(filepath.Join(vdir, "*")); len(old) != 0 {
+		t.Errorf("records left after the entry was found damaged: %v", old)
 	}
 }
 
@@ -83,8 +85,9 @@ func TestVerifiedDirOtherIdentity(t *testing.T) {
 		func() error { return os.WriteFile(a.recordPath(d, other), nil, 0o600) },
 		func() error { return os.Mkdir(a.recordPath(d, key), 0o700) },
 	} {
-		a.unrecord(d)
-		os.Remove(a.recordPath(d, key))
+		for _, k := range []fileKey{key, other} {
+			os.Remove(a.recordPath(d, k))
+		}
 		if err := plant(); err != nil {
 			t.Fatal(err)
 		}
@@ -99,5 +102,29 @@ func TestVerifiedDirOtherIdentity(t *testing.T) {
 			t.Errorf("hashed %d times, want 1", s.hashes.Load())
 		}
 		s.Close()
+	}
+}
+
+// TestVerifiedDirEviction: evicting a file entry removes its record, so
+// the directory holds records of entries that exist.
+func TestVerifiedDirEviction(t *testing.T) {
+	vdir := t.TempDir()
+	s, _ := newStore(t, WithVerifiedDir(vdir))
+	data, d := testFile(8, 200000)
+	if err := s.PutFile(d, int64(len(data)), fillIn(data)); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(vdir, "*")); len(recs) != 1 {
+		t.Fatalf("records after PutFile: %v, want one", recs)
+	}
+	time.Sleep(2 * freshMargin) // a sweep leaves alone what was written since it began
+	if _, err := s.GC(context.Background(), GCOptions{MaxSize: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if s.HasFile(d) {
+		t.Fatal("GC under a 1-byte cap kept the file")
+	}
+	if recs, _ := filepath.Glob(filepath.Join(vdir, "*")); len(recs) != 0 {
+		t.Errorf("records after the entry was evicted: %v", recs)
 	}
 }
