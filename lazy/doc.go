@@ -53,7 +53,12 @@
 //
 // # The tree
 //
-// The TOC is turned into an index once, at Open, and never changes. Entries
+// The TOC is turned into an index once, at Open, and never changes. The
+// JSON is decoded entry by entry (JSON v2, github.com/go-json-experiment/
+// json, with encoding/json's leniency) and each entry added to the tree as
+// it comes, never all held at once; for a TOC of 256 KiB or more the
+// decoding runs on a goroutine of its own, a few batches ahead of the tree
+// (pipeline.go): a layer must be open before anything is mounted. Entries
 // take their attributes from the TOC (atime and ctime equal mtime, as tar
 // extraction leaves them). Directories implied by deeper entries but absent
 // from the TOC get mode 0755, owner root and time 0. Whiteouts (".wh.NAME")

@@ -21,7 +21,13 @@
 //
 // With [WithStore], manifests and configs are kept by digest, and a
 // reference by digest (an index's included) resolves from the store with
-// no request; a tag always asks the registry, since it may have moved.
+// no request. A tag asks the registry, since it may have moved, unless
+// [WithRefs] says otherwise: with [PullMissing] (docker run's and nerdctl
+// run's default) a tag this node has resolved before resolves as the
+// digest recorded then, with no request, and a recorded digest the
+// registry no longer has is asked for by its tag again; [PullAlways] asks
+// every time and records the answer; [PullNever] refuses a tag not
+// recorded ([ErrNotPulled]).
 //
 // Credentials come from the keychain (the docker config and its credential
 // helpers by default), and go-containerregistry's transport does the token
