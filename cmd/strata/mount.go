@@ -387,7 +387,11 @@ func resolveImage(ctx context.Context, c *cli.Context, disk *cache.Store) (*remo
 	case pull == remote.PullNever:
 		return nil, errors.New("--pull never needs the on-disk cache, where tags are recorded")
 	}
-	return remote.Resolve(ctx, c.Args().First(), ropts...)
+	img, err := remote.Resolve(ctx, c.Args().First(), ropts...)
+	if errors.Is(err, remote.ErrNotPulled) {
+		return nil, fmt.Errorf("%w (--pull never; mount it once with --pull missing or always)", err)
+	}
+	return img, err
 }
 
 // imageLayers describes the image's layers for lazy.OpenImageLayers.
