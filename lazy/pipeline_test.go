@@ -86,3 +86,24 @@ func TestDecodeInto(t *testing.T) {
 		t.Errorf("a builder's error came back as %v", err)
 	}
 }
+
+// FuzzDecodeInto checks the pipelined decoder against the plain one on
+// any input: the same entries in the same order, the same error, a
+// builder that fails at any entry included.
+func FuzzDecodeInto(f *testing.F) {
+	f.Add(bigTOC(600, -1), 2000, 300)
+	f.Add(bigTOC(600, 400), 2000, -1)
+	f.Add([]byte(`{"entries":[{"name":"a"},{"name":"b"}],"version":1}`), 1, -1)
+	f.Add([]byte(`{"Entries":[{"name":"a","xattrs":{"k":"dg=="}}],"entries":[]}`), 10, -1)
+	f.Fuzz(func(t *testing.T, data []byte, limit, failAt int) {
+		limit = max(1, limit%5000)
+		want, wantErr := collect(decodeTOC, data, limit, failAt)
+		got, err := collect(decodeInto, data, limit, failAt)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Fatalf("error %v, want %v", err, wantErr)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%d entries handed over, want %d", len(got), len(want))
+		}
+	})
+}
