@@ -109,6 +109,10 @@ func TestWindowServesArrivedChunks(t *testing.T) {
 			t.Errorf("fail=%v: %d blob reads, want the window's one", fail, n)
 		}
 		if fail {
+			// The late reader's chunk failed first; the window goes on
+			// failing the chunks after it, and a reader that found one
+			// of them in flight would share its failure, as it should.
+			waitNoCalls(t, l)
 			hb.fail = false // the blob serves again: the failed chunks are fetched anew
 			readChunk(t, c, chunks[early], big, false, false)
 			if n := hb.reads.Load(); n != 2 {
@@ -152,5 +156,21 @@ func TestPrefetchWaitsForReadersWindow(t *testing.T) {
 	settle(t, l, int64(len(chunks)))
 	if got := readSequential(t, l, "big", 1000); !bytes.Equal(got, big) {
 		t.Error("the file differs")
+	}
+}
+
+// waitNoCalls waits until l has no fetch in flight.
+func waitNoCalls(t *testing.T, l *Layer) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		n := len(l.calls)
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fetches still in flight after 10 s", n)
+		}
 	}
 }
