@@ -42,16 +42,16 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	tag := r
+	asked := r // the reference as given, before a recorded digest stands in for it
 	if r, err = recordedDigest(r, o); err != nil {
 		return nil, fmt.Errorf("remote: %s: %w", ref, err)
 	}
 	base := baseTransport(o)
 	desc, err := resolveImage(ctx, r, base, o)
-	if errors.Is(err, ErrNotFound) && r != tag && o.pull == PullMissing {
+	if errors.Is(err, ErrNotFound) && r != asked && o.pull == PullMissing {
 		// The recorded image is gone from the registry: ask what the tag
 		// points to now.
-		desc, err = resolveImage(ctx, tag, base, o)
+		desc, err = resolveImage(ctx, asked, base, o)
 	}
 	if err != nil {
 		return nil, err
