@@ -1,6 +1,7 @@
 package lazy
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -169,6 +170,18 @@ func (l *Layer) fetchChunk(ctx context.Context, c *chunk) ([]byte, error) {
 	return l.decodeChunk(&blobReader{ctx: ctx, b: l.data, off: c.cOff, end: c.cEnd, window: window}, c)
 }
 
+// decodeBytes decompresses c from src, its compressed range (c.cOff to
+// c.cEnd) in memory, and verifies it. Only bytes that match the chunk's
+// digest are returned.
+func (l *Layer) decodeBytes(src []byte, c *chunk) ([]byte, error) {
+	if l.format.zstd && c.inner == 0 {
+		if data, ok := decodeFrames(src, c.size); ok {
+			return data, verifyChunk(data, c)
+		}
+	}
+	return l.decodeChunk(bytes.NewReader(src), c)
+}
+
 // decodeChunk decompresses c from r, which starts at c.cOff and ends at
 // c.cEnd at the latest, and verifies it. Only bytes that match the chunk's
 // digest are returned.
@@ -185,10 +198,15 @@ func (l *Layer) decodeChunk(r io.Reader, c *chunk) ([]byte, error) {
 	if _, err := io.ReadFull(dr, data); err != nil {
 		return nil, fmt.Errorf("chunk at %d+%d: %w", c.cOff, c.inner, noEOF(err))
 	}
+	return data, verifyChunk(data, c)
+}
+
+// verifyChunk checks that data is c's bytes.
+func verifyChunk(data []byte, c *chunk) error {
 	if got := c.digest.Algorithm().FromBytes(data); got != c.digest {
-		return nil, fmt.Errorf("%w: chunk at %d+%d is %s, want %s", ErrChunkDigest, c.cOff, c.inner, got, c.digest)
+		return fmt.Errorf("%w: chunk at %d+%d is %s, want %s", ErrChunkDigest, c.cOff, c.inner, got, c.digest)
 	}
-	return data, nil
+	return nil
 }
 
 // noEOF turns an early end of the compressed stream into the error it is.

@@ -1,7 +1,6 @@
 package lazy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -274,7 +273,7 @@ func (l *Layer) decodeAt(w *window, i int) {
 		return
 	}
 	c := w.chunks[i]
-	data, err := l.decodeChunk(bytes.NewReader(w.buf[c.cOff-w.off:c.cEnd-w.off]), c)
+	data, err := l.decodeBytes(w.buf[c.cOff-w.off:c.cEnd-w.off], c)
 	if err != nil {
 		l.markBad(c)
 	}

@@ -679,3 +679,40 @@ func TestWindowEndsAtChunkOnItsWay(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecodeChunks decompresses and verifies every chunk of a layer
+// whose compressed bytes are in memory, as a fetch window does once they
+// have arrived: 400 files of 1-16 KiB and four of 1 MiB in 64 KiB chunks.
+func BenchmarkDecodeChunks(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var entries []tarEntry
+	var size int64
+	for i := range 404 {
+		n := 1<<10 + r.IntN(15<<10)
+		if i%101 == 100 {
+			n = 1 << 20
+		}
+		entries = append(entries, reg(fmt.Sprintf("f%03d", i), compressible(r, n)))
+		size += int64(n)
+	}
+	tarData := makeTar(b, entries)
+	for _, f := range testFormats {
+		bl := buildBlob(b, tarData, buildOpts{zstd: f.opts.zstd, chunkSize: 64 << 10, level: -1})
+		l, err := Open(context.Background(), &memBlob{data: bl.blob}, bl.annot)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.name, func(b *testing.B) {
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, c := range l.idx.order {
+					if _, err := l.decodeBytes(bl.blob[c.cOff:c.cEnd], c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		l.Close()
+	}
+}
