@@ -423,12 +423,22 @@ func (n *node) list(ctx context.Context) ([]fuse.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !n.upper.Load() {
+		// The lower layers' merged listing, already sorted: the whole of
+		// a read-only mount's directories, and most of a container's.
+		var out []fuse.DirEntry
+		if kids != nil {
+			out = make([]fuse.DirEntry, 0, len(kids.names))
+			for _, name := range kids.names {
+				out = append(out, n.lowerDirEntry(kids, name))
+			}
+		}
+		return out, nil
+	}
 	byName := map[string]fuse.DirEntry{}
 	hidden := map[string]bool{}
-	if n.upper.Load() {
-		if err := n.listUpper(byName, hidden); err != nil {
-			return nil, err
-		}
+	if err := n.listUpper(byName, hidden); err != nil {
+		return nil, err
 	}
 	if kids != nil {
 		for _, name := range kids.names {
@@ -438,8 +448,7 @@ func (n *node) list(ctx context.Context) ([]fuse.DirEntry, error) {
 			if _, ok := byName[name]; ok {
 				continue
 			}
-			c := kids.children[name]
-			byName[name] = fuse.DirEntry{Name: name, Mode: c.entry.Type.Mode(), Ino: n.u.inos.get(inoKey{c.layer, c.entry.ID})}
+			byName[name] = n.lowerDirEntry(kids, name)
 		}
 	}
 	out := make([]fuse.DirEntry, 0, len(byName))
@@ -448,6 +457,12 @@ func (n *node) list(ctx context.Context) ([]fuse.DirEntry, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// lowerDirEntry is the directory entry of a lower child.
+func (n *node) lowerDirEntry(kids *lowerListing, name string) fuse.DirEntry {
+	c := kids.children[name]
+	return fuse.DirEntry{Name: name, Mode: c.entry.Type.Mode(), Ino: n.u.inos.get(inoKey{c.layer, c.entry.ID})}
 }
 
 // listUpper adds the upper directory's entries to byName and its whiteouts
