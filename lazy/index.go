@@ -18,7 +18,7 @@ type node struct {
 	implied bool        // created for a deeper entry, not named in the TOC
 	link    string      // a hard link's target path, until resolved
 	file    *fileData   // regular files; shared by hard links
-	kids    []*node     // directories: visible children, sorted by name
+	kids    []*node     // directories: every child while building, then (link) the visible ones, sorted by name
 	white   []string    // directories: names whited out here
 	opaque  bool        // directories: hides the layers below
 }
@@ -58,7 +58,7 @@ func buildIndex(t *loadedTOC, o *options) (*index, error) {
 		maxChunk: o.maxChunkSize,
 		linked:   map[uint64]bool{},
 	}
-	if _, err := b.dir(""); err != nil { // the root exists even when the TOC does not name it
+	if _, err := b.dir(nil, ""); err != nil { // the root exists even when the TOC does not name it
 		return nil, err
 	}
 	decode := decodeTOC
@@ -152,16 +152,19 @@ func (b *builder) put(p string, e layer.Entry, typ string) (*node, error) {
 		old.e, old.implied = e, false
 		return old, nil
 	}
+	var parent *node
 	if p != "" {
-		if err := b.parentDir(p); err != nil {
+		var err error
+		if parent, err = b.parentDir(p); err != nil {
 			return nil, err
 		}
 	}
-	n, err := b.newNode(p, e)
-	return n, err
+	return b.newNode(parent, p, e)
 }
 
-func (b *builder) newNode(p string, e layer.Entry) (*node, error) {
+// newNode adds the node for path p to the index and to its parent's
+// children (nil for the root).
+func (b *builder) newNode(parent *node, p string, e layer.Entry) (*node, error) {
 	if len(b.idx.nodes) >= b.limit {
 		return nil, fmt.Errorf("more than %d entries", b.limit)
 	}
@@ -169,24 +172,27 @@ func (b *builder) newNode(p string, e layer.Entry) (*node, error) {
 	e.ID = b.nextID
 	n := &node{e: e}
 	b.idx.nodes[p] = n
+	if parent != nil {
+		parent.kids = append(parent.kids, n)
+	}
 	return n, nil
 }
 
-// parentDir makes sure the directory holding p exists, implying it (and its
-// own parents) when the TOC has not named it yet.
-func (b *builder) parentDir(p string) error {
+// parentDir returns the directory holding p, implying it (and its own
+// parents) when the TOC has not named it yet.
+func (b *builder) parentDir(p string) (*node, error) {
 	dir := parentPath(p)
 	if n, ok := b.idx.nodes[dir]; ok {
 		if n.e.Type != layer.TypeDir {
-			return fmt.Errorf("%q is inside %q, which is not a directory", p, dir)
+			return nil, fmt.Errorf("%q is inside %q, which is not a directory", p, dir)
 		}
-		return nil
+		return n, nil
 	}
-	if err := b.parentDir(dir); err != nil {
-		return err
+	parent, err := b.parentDir(dir)
+	if err != nil {
+		return nil, err
 	}
-	_, err := b.dir(dir)
-	return err
+	return b.dir(parent, dir)
 }
 
 func parentPath(p string) string {
@@ -198,12 +204,12 @@ func parentPath(p string) string {
 
 // dir implies the directory p with the attributes of a directory that no
 // tar entry describes: 0755, owned by root, time 0.
-func (b *builder) dir(p string) (*node, error) {
+func (b *builder) dir(parent *node, p string) (*node, error) {
 	name := path.Base(p)
 	if p == "" {
 		name = ""
 	}
-	n, err := b.newNode(p, layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2, Implied: true})
+	n, err := b.newNode(parent, p, layer.Entry{Name: name, Type: layer.TypeDir, Perm: 0o755, Nlink: 2, Implied: true})
 	if err != nil {
 		return nil, err
 	}
@@ -253,16 +259,11 @@ func (b *builder) resolve(p string, n *node, depth int) error {
 // when layer.Classify calls it plain and its directory is visible.
 // Whiteouts and opaque markers are read here, and nowhere else.
 func (b *builder) link() {
-	children := map[*node][]*node{}
-	for p, n := range b.idx.nodes {
-		if p != "" {
-			parent := b.idx.nodes[parentPath(p)]
-			children[parent] = append(children[parent], n)
-		}
-	}
 	var walk func(d *node)
 	walk = func(d *node) {
-		for _, n := range children[d] {
+		all := d.kids
+		d.kids = all[:0] // the visible ones, kept in place: never ahead of all's reading
+		for _, n := range all {
 			if d == b.idx.nodes[""] && isLandmark(n) {
 				continue
 			}
