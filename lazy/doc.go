@@ -106,7 +106,11 @@
 // once the whole window is in), so a reader of the window's first chunk
 // does not wait for its last, and a bad chunk fails alone
 // (ErrChunkDigest or a decompression error) and never keeps its neighbours
-// from being served; only verified chunks are stored or returned. A
+// from being served; only verified chunks are stored or returned. (A
+// zstd:chunked chunk is decoded as whole frames, cut by their block
+// headers, into a scratch buffer reused between chunks, not through a
+// streaming decoder, whose window ring would hold 8 MiB per decoder; see
+// zstdframe.go.) A
 // background goroutine follows the bytes and verifies the chunks in blob
 // order; a reader waiting for a chunk whose bytes have arrived verifies it
 // itself if that goroutine has not reached it, rather than wait for the
