@@ -50,10 +50,13 @@
 // strata mount; each image's layers are opened once and shared by the
 // mounts of its remote snapshots.
 //
-// # Limits
+// # Where the mounts live
 //
-// The FUSE mounts live in the snapshotter's process: when it stops, the
-// containers on them lose their image (reads fail with ENOTCONN). A new
-// process detaches the dead mounts and mounts the remote snapshots anew
-// the next time containerd asks for their mounts, so new containers work.
+// By default the FUSE mounts live in the snapshotter's process: when it
+// stops, the containers on them lose their image (reads fail with
+// ENOTCONN). A new process detaches the dead mounts and mounts the remote
+// snapshots anew the next time containerd asks for their mounts, so new
+// containers work. With Options.Detached each mount is a process of its
+// own, which outlives the snapshotter, and a new snapshotter keeps the
+// live mounts it finds (detached.go).
 package snapshotter

@@ -31,6 +31,10 @@ const (
 // layers back the mounts of all its remote snapshots.
 type images struct {
 	insecure bool
+	// prefetch: the layers, once open, fetch what they will be read for in
+	// the background (not where a process of its own serves each mount,
+	// and prefetches for it).
+	prefetch bool
 	disk     *cache.Store
 	tiered   *lazy.TieredStore
 	// ctx bounds the opening of layers, which outlives the Prepare that
@@ -58,10 +62,11 @@ type image struct {
 	blobs   []*remote.Blob // theirs, for their request counters
 }
 
-func newImages(disk *cache.Store, insecure bool) *images {
+func newImages(disk *cache.Store, insecure, prefetch bool) *images {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &images{
 		insecure: insecure,
+		prefetch: prefetch,
 		disk:     disk,
 		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue),
 		ctx:      ctx,
@@ -133,6 +138,9 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 		// As strata mount does: the landmarked files now, then a whole
 		// layer once its readers have fetched enough of it.
 		for _, l := range im.lazies {
+			if !is.prefetch {
+				break
+			}
 			l.Prefetch(lazy.PrefetchAuto)
 		}
 	}()

@@ -3,9 +3,7 @@ package snapshotter
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/mount"
 	"github.com/stratafs/strata/status"
@@ -98,6 +96,9 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 	if r.srv != nil {
 		return nil
 	}
+	if s.detached != nil {
+		return s.mountDetached(ctx, r)
+	}
 	im, err := s.images.get(ctx, r.ref, r.manifest)
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
@@ -120,10 +121,5 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 // (given r's directory, or a container's root whose overlay has it as its
 // top lower directory), until the function it returns is called.
 func (s *Snapshotter) publish(r *remoteSnapshot, im *image) func() {
-	src, err := digestRef(r.ref, r.manifest)
-	if err != nil {
-		src = r.ref
-	}
-	m := &status.Mount{Mountpoint: r.dir, Source: src, PID: os.Getpid(), Started: time.Now()}
-	return status.Start(s.logger, m, im.collect(r.layer, s.images.disk))
+	return status.Start(s.logger, statusOf(r.ref, r.manifest, r.dir), im.collect(r.layer, s.images.disk))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,6 +49,10 @@ type Options struct {
 	// Logger gets a line per remote snapshot mounted, and per failure no
 	// caller sees; nil: the standard logger.
 	Logger *log.Logger
+	// Detached, if set, makes each remote snapshot's mount a process of
+	// its own, which outlives the snapshotter: the command it returns
+	// serves spec (with ServeDetached). See detached.go.
+	Detached func(spec MountSpec) *exec.Cmd
 }
 
 // Snapshotter is containerd's overlay snapshotter with image layers
@@ -58,6 +63,7 @@ type Snapshotter struct {
 	images                *images
 	logger                *log.Logger
 	lock                  *os.File // holds the root's flock
+	detached              func(MountSpec) *exec.Cmd
 
 	mu      sync.Mutex
 	remotes map[string]*remoteSnapshot // by snapshot name (chain ID)
@@ -71,9 +77,10 @@ type remoteSnapshot struct {
 	ref, manifest string
 	layer         int
 
-	mu         sync.Mutex      // guards srv and stopStatus; held while mounting
+	mu         sync.Mutex      // guards srv, stopStatus and detached; held while mounting
 	srv        *unionfs.Server // nil until mounted
 	stopStatus func()          // ends the mount's status file (see publish)
+	detached   bool            // mounted by a process of its own (Options.Detached)
 }
 
 var _ snapshots.Snapshotter = (*Snapshotter)(nil)
@@ -96,7 +103,7 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := detachStale(filepath.Join(root, "snapshots")); err != nil {
+	if err := detachStale(filepath.Join(root, "snapshots"), o.Detached != nil); err != nil {
 		lock.Close()
 		return nil, err
 	}
@@ -108,7 +115,8 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	s := &Snapshotter{
 		Snapshotter: inner,
 		lock:        lock,
-		images:      newImages(o.Cache, o.Insecure),
+		images:      newImages(o.Cache, o.Insecure, o.Detached == nil),
+		detached:    o.Detached,
 		logger:      o.Logger,
 		remotes:     map[string]*remoteSnapshot{},
 		byDir:       map[string]*remoteSnapshot{},
@@ -146,13 +154,18 @@ func lockRoot(root string) (*os.File, error) {
 }
 
 // detachStale detaches the mounts below dir: FUSE mounts of remote
-// snapshots whose server (an earlier process) is gone.
-func detachStale(dir string) error {
+// snapshots whose server (an earlier process) is gone. With keepLive, a
+// mount whose server still answers is kept: a detached mount's process
+// outlives the snapshotter.
+func detachStale(dir string, keepLive bool) error {
 	mounts, err := unionfs.MountsUnder(dir)
 	if err != nil {
 		return err
 	}
 	for _, m := range mounts {
+		if keepLive && liveFUSE(m) {
+			continue
+		}
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("snapshotter: detach stale mount %s: %w", m, err)
 		}
@@ -211,9 +224,11 @@ func (s *Snapshotter) register(ctx context.Context, name, ref, manifest string, 
 	return nil
 }
 
-// add records the remote snapshot name, whose directory is dir.
+// add records the remote snapshot name, whose directory is dir. With
+// detached mounts, a live mount found there (a restart's) is its own.
 func (s *Snapshotter) add(name, dir, ref, manifest string, layer int) {
 	r := &remoteSnapshot{name: name, dir: dir, ref: ref, manifest: manifest, layer: layer}
+	r.detached = s.detached != nil && liveFUSE(dir)
 	s.mu.Lock()
 	s.remotes[name], s.byDir[r.dir] = r, r
 	s.mu.Unlock()
@@ -401,12 +416,15 @@ func (s *Snapshotter) childless(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close unmounts every remote snapshot and closes the metadata.
+// Close unmounts every remote snapshot this process serves (detached
+// ones stay up) and closes the metadata.
 func (s *Snapshotter) Close() error {
 	s.mu.Lock()
 	rs := make([]*remoteSnapshot, 0, len(s.remotes))
 	for _, r := range s.remotes {
-		rs = append(rs, r)
+		if s.detached == nil {
+			rs = append(rs, r)
+		}
 	}
 	s.mu.Unlock()
 	var errs []error
@@ -429,6 +447,10 @@ func (s *Snapshotter) Close() error {
 func (r *remoteSnapshot) unmount() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.detached {
+		r.detached = false
+		return unmountDetached(r.dir)
+	}
 	if r.srv == nil {
 		return nil
 	}

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -406,4 +408,74 @@ func TestBenchSuiteContainerd(t *testing.T) {
 	if err != nil || !strings.Contains(string(md), "strata snapshotter/containerd overlayfs") {
 		t.Errorf("suite.md lacks the ratio column (%v)", err)
 	}
+}
+
+// TestSnapshotterRestartKeepsContainers restarts strata's snapshotter,
+// run with --detached-mounts, under a running container: the container
+// still reads its image (files it had not read before too), a new
+// container starts on the image after the restart, and another after the
+// mount's process is killed; stopping the node leaves nothing mounted or
+// running.
+func TestSnapshotterRestartKeepsContainers(t *testing.T) {
+	ensureContainerd(t)
+	bin, err := snapshotterBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _, _ := quickRegistry(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "node")
+	n, err := peers.StartStrataNode(ctx, bin, dir, "--detached-mounts")
+	stop := stopOnce(t, n)
+	if err != nil {
+		t.Fatalf("StartStrataNode: %v", err)
+	}
+	if err := n.Pull(ctx, ref); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	runPrint(t, ctx, n, ref, "first")
+	id := containerID(t, "kept")
+	ctr := func(args ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, "ctr", append([]string{"-a", n.Sock, "-n", peers.NodeNamespace}, args...)...).CombinedOutput()
+	}
+	marker := fmt.Sprintf("strata-kept-%d", os.Getpid())
+	if out, err := ctr("run", "-d", "--snapshotter", n.Snapshotter, "--runc-root", filepath.Join(dir, "runc"), "--fifo-dir", filepath.Join(dir, "fifo"),
+		ref, id, "/usr/bin/python3", "-c", "import time; time.sleep(600) # "+marker); err != nil {
+		t.Fatalf("ctr run -d: %v: %s", err, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(processesNaming(marker)) != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the detached container's python3 is not running after 10 s")
+		}
+	}
+	if err := n.RestartSnapshotter(); err != nil {
+		t.Fatalf("restarting the snapshotter: %v", err)
+	}
+	// Files the container has not read yet: one of the base layer, and
+	// the whole of a layer nothing has read, fetched now from the registry.
+	read := fmt.Sprintf("print(open('/usr/share/quick/hello.txt').read(), end=''); print(len(open('/data/unused.bin', 'rb').read()) == %d)", unusedSize)
+	out, err := ctr("task", "exec", "--exec-id", "read", id, "/usr/bin/python3", "-c", read)
+	if want := "hello from the base layer\nTrue\n"; err != nil || string(out) != want {
+		t.Errorf("after the restart, reading the image in the running container: %v: %q, want %q", err, out, want)
+	}
+	runPrint(t, ctx, n, ref, "after-restart")
+	// A mount whose process died is served anew for the next container.
+	var servers []string
+	for _, pid := range processesNaming("serve-mount") {
+		if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && strings.Contains(string(b), dir) {
+			servers = append(servers, pid)
+		}
+	}
+	if len(servers) != 1 {
+		t.Fatalf("%d serve-mount processes, want 1: %v", len(servers), servers)
+	}
+	if pid, err := strconv.Atoi(servers[0]); err != nil || syscall.Kill(pid, syscall.SIGKILL) != nil {
+		t.Fatalf("kill serve-mount %s: %v", servers[0], err)
+	}
+	runPrint(t, ctx, n, ref, "after-kill")
+	if err := stop(); err != nil {
+		t.Errorf("stopping the node: %v", err)
+	}
+	assertNothingLeft(t, dir)
 }

@@ -63,6 +63,10 @@ type Node struct {
 	proxy       *service // the proxy snapshotter's daemon; nil for a built-in one
 	containerd  *service
 	ran         []string // ids of the containers Run started
+	// detachedUnder: the proxy snapshotter leaves FUSE mounts below this
+	// directory when it stops, served by processes of their own, which
+	// Stop unmounts ("": none).
+	detachedUnder string
 }
 
 // EnsureContainerd installs containerd and runc with apt-get if any of
@@ -244,6 +248,9 @@ func (n *Node) Stop() error {
 		}
 	}
 	errs = append(errs, n.proxy.stop())
+	if n.detachedUnder != "" {
+		errs = append(errs, unmountDetached(n.detachedUnder))
+	}
 	left := MountsUnder(n.Dir)
 	for _, m := range slices.Backward(left) {
 		ForceUnmount(m)
@@ -291,4 +298,24 @@ func (n *Node) removeContainers() error {
 		}
 	}
 	return fmt.Errorf("containers %v were left in the node; deleted them", left)
+}
+
+// unmountDetached unmounts the FUSE mounts below dir that a snapshotter's
+// detached mount processes serve, and waits for those processes, which
+// name dir, to end with their mounts; one still running after exitWait is
+// killed, and reported.
+func unmountDetached(dir string) error {
+	for _, m := range slices.Backward(MountsUnder(dir)) {
+		if FsType(m) == "fuse" || strings.HasPrefix(FsType(m), "fuse.") {
+			syscall.Unmount(m, 0)
+		}
+	}
+	deadline := time.Now().Add(exitWait)
+	for len(pidsNaming(dir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pids := killNaming(dir); len(pids) > 0 {
+		return fmt.Errorf("detached mount processes %v of %s %w after their mounts were unmounted; killed them", pids, dir, errLeftover)
+	}
+	return nil
 }

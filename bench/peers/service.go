@@ -114,8 +114,20 @@ func (s *service) alive() error {
 // runc shims of one containerd, which name its socket) and returns their
 // PIDs. Only processes of ours carry the private paths it is given.
 func killNaming(s string) []int {
-	procs, _ := os.ReadDir("/proc")
 	var killed []int
+	for _, pid := range pidsNaming(s) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	return killed
+}
+
+// pidsNaming lists the processes, other than this one, whose command line
+// contains s.
+func pidsNaming(s string) []int {
+	procs, _ := os.ReadDir("/proc")
+	var pids []int
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
 		if err != nil || pid == os.Getpid() {
@@ -125,11 +137,9 @@ func killNaming(s string) []int {
 		if err != nil || !strings.Contains(string(b), s) {
 			continue
 		}
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = append(killed, pid)
-		}
+		pids = append(pids, pid)
 	}
-	return killed
+	return pids
 }
 
 var errLeftover = errors.New("left running")

@@ -3,6 +3,7 @@ package peers
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -23,20 +24,39 @@ const (
 //	DIR/strata-snapshotter.log its output
 type StrataNode struct {
 	*Node
-	bin string
+	bin   string
+	start startProxy
 }
 
 // StartStrataNode starts a node under dir (created) with the
-// strata-snapshotter binary snapshotterBin. Registries on 127.0.0.1 are
-// reached over plain HTTP (the snapshotter allows it for loopback). On
-// failure the caller still calls Stop.
-func StartStrataNode(ctx context.Context, snapshotterBin, dir string) (*StrataNode, error) {
-	n, err := startNode(ctx, dir, StrataSnapshotter, func(sock string) (*service, error) {
-		return startService(ctx, StrataSnapshotterBin, []string{snapshotterBin, "serve", "--root", filepath.Join(dir, "strata"),
-			"--address", sock, "--cache", filepath.Join(dir, "cache")},
-			sock, filepath.Join(dir, "strata-snapshotter.log"), syscall.SIGTERM)
-	})
-	return &StrataNode{Node: n, bin: snapshotterBin}, err
+// strata-snapshotter binary snapshotterBin, whose serve gets serveArgs
+// too. Registries on 127.0.0.1 are reached over plain HTTP (the
+// snapshotter allows it for loopback). On failure the caller still calls
+// Stop. With --detached-mounts, Stop unmounts the lazy layers' mounts the
+// snapshotter leaves, and their processes end with them.
+func StartStrataNode(ctx context.Context, snapshotterBin, dir string, serveArgs ...string) (*StrataNode, error) {
+	start := func(sock string) (*service, error) {
+		argv := append([]string{snapshotterBin, "serve", "--root", filepath.Join(dir, "strata"),
+			"--address", sock, "--cache", filepath.Join(dir, "cache")}, serveArgs...)
+		return startService(ctx, StrataSnapshotterBin, argv, sock, filepath.Join(dir, "strata-snapshotter.log"), syscall.SIGTERM)
+	}
+	n, err := startNode(ctx, dir, StrataSnapshotter, start)
+	if slices.Contains(serveArgs, "--detached-mounts") {
+		n.detachedUnder = filepath.Join(dir, "strata")
+	}
+	return &StrataNode{Node: n, bin: snapshotterBin, start: start}, err
+}
+
+// RestartSnapshotter stops the node's snapshotter (SIGTERM, as a service
+// manager would) and starts it again with the same arguments, while
+// containerd and its containers run on.
+func (n *StrataNode) RestartSnapshotter() error {
+	if err := n.proxy.stop(); err != nil {
+		return err
+	}
+	s, err := n.start(n.proxy.sock)
+	n.proxy = s
+	return err
 }
 
 // Pull is `strata-snapshotter pull --plain-http REF` against the node's

@@ -42,7 +42,7 @@ func main() {
 			"through containerd with the labels that let the snapshotter mount its\n" +
 			"eStargz and zstd:chunked layers lazily instead of containerd downloading them.\n" +
 			"Other layers are containerd's overlayfs snapshots, unpacked as usual.",
-		Commands:       []*cli.Command{serveCommand(), pullCommand()},
+		Commands:       []*cli.Command{serveCommand(), pullCommand(), serveMountCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.Run(os.Args); err != nil {
