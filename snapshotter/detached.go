@@ -19,22 +19,24 @@ import (
 )
 
 // Detached mounts (Options.Detached). A remote snapshot's mount is served
-// by a process of its own, started in a session of its own the first time
-// the snapshot's mounts name it: it opens the image's layers 0..n (their
-// TOCs from the cache, where the pull's Prepare put them), mounts them on
-// the snapshot's directory as the in-process mount would, fetches ahead
-// for them, and ends once that mount is unmounted, by Remove or by hand.
-// The snapshotter's own process then holds no FUSE connection: stopping
-// or restarting it (an upgrade, a crash) leaves running containers their
-// image, and a new process keeps the live mounts it finds, detaching only
-// those whose server is gone (ENOTCONN). Close leaves detached mounts up.
+// by a process of its own, started in a session of its own when the pull
+// commits the image's top lazy layer (mountEarly), or else the first time
+// the snapshot's mounts name it: it opens the image's layers 0..n
+// (fetching and verifying their TOCs, which the snapshotter itself then
+// does not: it only resolves the image, for the pull's Prepares), mounts
+// them on the snapshot's directory as the in-process mount would, fetches
+// ahead for them, and ends once that mount is unmounted, by Remove or by
+// hand. The snapshotter's own process then holds no FUSE connection:
+// stopping or restarting it (an upgrade, a crash) leaves running
+// containers their image, and a new process keeps the live mounts it
+// finds, detaching only those whose server is gone (ENOTCONN). Close
+// leaves detached mounts up.
 //
-// What it costs: the process opens the layers again (about 50-100 ms for
-// the Debian+python image on 2 cores) on the first container's start,
-// and holds the image's trees and hot chunks itself. A service manager
-// that kills the snapshotter's whole control group on stop (systemd's
-// default KillMode) kills these processes too: run it with
-// KillMode=process to keep them.
+// What it costs: a process per image in use, started during the pull
+// (also for an image pulled and never run), holding the image's trees and
+// hot chunks. A service manager that kills the snapshotter's whole
+// control group on stop (systemd's default KillMode) kills these processes
+// too: run it with KillMode=process to keep them.
 
 // MountSpec is what a detached mount's process serves: layers 0..Layer of
 // the image Ref at Manifest, on Dir, logging to Log.
@@ -98,6 +100,25 @@ func (s *Snapshotter) mountDetached(ctx context.Context, r *remoteSnapshot) erro
 	// to be open, so not in this call.
 	go s.images.drop(r.manifest)
 	return nil
+}
+
+// mountEarly starts the detached mount of the remote snapshot name, the
+// image's top lazy layer, when the pull commits it: the mount's process
+// then starts and opens the layers while containerd goes on with the pull
+// and creates the container, whose Mounts waits for it (on r.mu) instead
+// of starting it. A failure is only logged: that Mounts tries again.
+func (s *Snapshotter) mountEarly(name string) {
+	s.mu.Lock()
+	r := s.remotes[name]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	go func() {
+		if err := s.mountRemote(context.Background(), r); err != nil {
+			s.logger.Print(err)
+		}
+	}()
 }
 
 // unmountDetached unmounts a detached mount; its process ends with it. A

@@ -31,12 +31,12 @@ const (
 // layers back the mounts of all its remote snapshots.
 type images struct {
 	insecure bool
-	// prefetch: the layers, once open, fetch what they will be read for in
-	// the background (not where a process of its own serves each mount,
-	// and prefetches for it).
-	prefetch bool
-	disk     *cache.Store
-	tiered   *lazy.TieredStore
+	// serve: the images' layers are opened, for mounts in this process.
+	// Where a process of its own serves each mount (detached mounts), an
+	// image is only resolved, for the pull's Prepares.
+	serve  bool
+	disk   *cache.Store
+	tiered *lazy.TieredStore
 	// ctx bounds the opening of layers, which outlives the Prepare that
 	// starts it; close ends it.
 	ctx    context.Context
@@ -62,11 +62,11 @@ type image struct {
 	blobs   []*remote.Blob // theirs, for their request counters
 }
 
-func newImages(disk *cache.Store, insecure, prefetch bool) *images {
+func newImages(disk *cache.Store, insecure, serve bool) *images {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &images{
 		insecure: insecure,
-		prefetch: prefetch,
+		serve:    serve,
 		disk:     disk,
 		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue),
 		ctx:      ctx,
@@ -127,6 +127,11 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 	}
 	im.lazyCount = len(ils)
 	im.opened = make(chan struct{})
+	if !is.serve {
+		im.openErr = errors.New("snapshotter: the image's layers are served by detached mounts")
+		close(im.opened) // no layers: layers fails, closeLayers has none to close
+		return nil
+	}
 	go func() {
 		defer close(im.opened)
 		im.lazies, im.openErr = lazy.OpenImage(is.ctx, ils, lazy.WithChunkStore(is.tiered), lazy.WithFileStore(is.disk))
@@ -138,9 +143,6 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 		// As strata mount does: the landmarked files now, then a whole
 		// layer once its readers have fetched enough of it.
 		for _, l := range im.lazies {
-			if !is.prefetch {
-				break
-			}
 			l.Prefetch(lazy.PrefetchAuto)
 		}
 	}()

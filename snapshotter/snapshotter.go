@@ -341,6 +341,9 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, lab
 		s.Snapshotter.Remove(ctx, target)
 		return fmt.Errorf("snapshotter: remote snapshot %s: %w", target, err)
 	}
+	if s.detached != nil && n == im.lazyCount-1 {
+		s.mountEarly(target)
+	}
 	return fmt.Errorf("remote snapshot %s (layer %d of %s): %w", target, n, ref, errdefs.ErrAlreadyExists)
 }
 

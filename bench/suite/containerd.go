@@ -208,7 +208,7 @@ type ctrNode interface {
 func (r *runner) startCtrNode(ctx context.Context, sys coldSystem, dir string) (ctrNode, *peers.Node, error) {
 	switch sys.name {
 	case sysCtrStrata:
-		n, err := peers.StartStrataNode(ctx, r.ctr.bin, dir)
+		n, err := peers.StartStrataNode(ctx, r.ctr.bin, dir, r.o.SnapshotterArgs...)
 		return n, n.Node, err
 	case sysCtrStargz:
 		n, err := peers.StartStargz(ctx, r.stargz.bin, dir, r.stargz.hosts)

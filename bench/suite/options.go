@@ -55,6 +55,9 @@ type Options struct {
 	// Snapshotter is the strata-snapshotter binary, for the containerd
 	// scenario; default: built from ./cmd/strata-snapshotter into Work.
 	Snapshotter string
+	// SnapshotterArgs are more arguments for its serve (such as
+	// --detached-mounts).
+	SnapshotterArgs []string
 	// Timeout bounds one system's run of one scenario; default 10 minutes.
 	Timeout time.Duration
 	// Progress receives one line per step; nil discards them.

@@ -155,6 +155,9 @@ func (r *runner) strataBinary(ctx context.Context) error {
 		}
 		r.res.Machine.Tools["strata (git HEAD)"] = rev
 	}
+	if len(r.o.SnapshotterArgs) > 0 {
+		r.res.Machine.Tools["strata-snapshotter serve arguments"] = strings.Join(r.o.SnapshotterArgs, " ")
+	}
 	for _, t := range [][]string{{"fio", "--version"}, {"fuse-overlayfs", "--version"}, {"/usr/bin/docker-registry", "--version"}} {
 		out, err := exec.Command(t[0], t[1:]...).Output()
 		if err != nil {

@@ -45,7 +45,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache", Value: cache.DefaultDir, Usage: "keep fetched chunks and whole files, verified, in `DIR`, shared with strata mount"},
 			&cli.StringFlag{Name: "cache-size", Value: "10G", Usage: "evict the least recently used entries of the cache to keep it under `SIZE` (0: no cap)"},
 			&cli.BoolFlag{Name: "insecure", Usage: "allow plain HTTP to every registry (loopback ones are always allowed)"},
-			&cli.BoolFlag{Name: "detached-mounts", Usage: "serve each lazy mount from a process of its own, which a stop or restart of the snapshotter leaves running (each opens its image's layers again: 50-100 ms on a container's first start)"},
+			&cli.BoolFlag{Name: "detached-mounts", Usage: "serve each image's lazy mount from a process of its own (started during the pull, one per image in use), which a stop or restart of the snapshotter leaves running with its containers"},
 		},
 		Action: runServe,
 	}

@@ -49,6 +49,10 @@ func main() {
 	flag.StringVar(&o.ImageCache, "image-cache", "", "images' cache `dir` (default /var/cache/strata-bench)")
 	flag.StringVar(&o.Strata, "strata", "", "strata `binary` (default: built from ./cmd/strata)")
 	flag.StringVar(&o.Snapshotter, "snapshotter", "", "strata-snapshotter `binary` for the containerd scenario (default: built from ./cmd/strata-snapshotter)")
+	flag.Func("snapshotter-arg", "one more `argument` for strata-snapshotter serve, such as --detached-mounts (repeatable)", func(s string) error {
+		o.SnapshotterArgs = append(o.SnapshotterArgs, s)
+		return nil
+	})
 	flag.DurationVar(&o.Timeout, "timeout", 0, "limit for one system's run of one scenario (default 10m)")
 	flag.Parse()
 	o.Progress = os.Stderr
