@@ -173,7 +173,7 @@ func ServeDetached(ctx context.Context, o ServeOptions) error {
 		o.Logger.Printf("%s is served already", sp.Dir)
 		return nil
 	}
-	is := newImages(o.Cache, o.Insecure, true)
+	is := newImages(o.Cache, o.Insecure, true, detachedMemoryChunks)
 	defer is.close()
 	im, err := is.get(ctx, sp.Ref, sp.Manifest)
 	if err != nil {

@@ -20,10 +20,13 @@ var errNotLazy = errors.New("not lazily loadable")
 
 // memoryChunks is the memory kept for hot chunks, in front of the on-disk
 // cache, for every image together; memoryQueue how many bytes of chunks
-// may wait for the disk (as strata mount keeps them).
+// may wait for the disk (as strata mount keeps them). A detached mount's
+// process, which serves one image, keeps detachedMemoryChunks: there is
+// one per image in use, and the kernel caches what its mount serves.
 const (
-	memoryChunks = 64 << 20
-	memoryQueue  = 16 << 20
+	memoryChunks         = 64 << 20
+	detachedMemoryChunks = 16 << 20
+	memoryQueue          = 16 << 20
 )
 
 // images opens the images whose layers the remote snapshots stand for,
@@ -62,13 +65,13 @@ type image struct {
 	blobs   []*remote.Blob // theirs, for their request counters
 }
 
-func newImages(disk *cache.Store, insecure, serve bool) *images {
+func newImages(disk *cache.Store, insecure, serve bool, memory int64) *images {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &images{
 		insecure: insecure,
 		serve:    serve,
 		disk:     disk,
-		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memoryChunks), disk, memoryQueue),
+		tiered:   lazy.NewAsyncTieredStore(lazy.NewMemoryStore(memory), disk, memoryQueue),
 		ctx:      ctx,
 		cancel:   cancel,
 		open:     map[string]*image{},

@@ -115,7 +115,7 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	s := &Snapshotter{
 		Snapshotter: inner,
 		lock:        lock,
-		images:      newImages(o.Cache, o.Insecure, o.Detached == nil),
+		images:      newImages(o.Cache, o.Insecure, o.Detached == nil, memoryChunks),
 		detached:    o.Detached,
 		logger:      o.Logger,
 		remotes:     map[string]*remoteSnapshot{},
