@@ -62,7 +62,9 @@ func (s *Snapshotter) mountDetached(ctx context.Context, r *remoteSnapshot) erro
 	unix.Unmount(r.dir, unix.MNT_DETACH) // a dead server's mount, if any
 	spec := MountSpec{Ref: r.ref, Manifest: r.manifest, Layer: r.layer, Dir: r.dir,
 		Log: filepath.Join(filepath.Dir(r.dir), "strata-mount.log")}
-	logf, err := os.Create(spec.Log)
+	// Appended to: a process served anew after one died keeps the dead
+	// one's last words.
+	logf, err := os.OpenFile(spec.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
@@ -94,11 +96,6 @@ func (s *Snapshotter) mountDetached(ctx context.Context, r *remoteSnapshot) erro
 	}
 	r.detached = true
 	s.logger.Printf("mounted layers 0-%d of %s (%s) on %s, served by process %d", r.layer, r.ref, r.manifest, r.dir, cmd.Process.Pid)
-	// The process has opened the layers: this process's copy of the
-	// image, which fetched their TOCs during the pull, only holds memory
-	// now (a later pull opens it again). Closing it waits for its layers
-	// to be open, so not in this call.
-	go s.images.drop(r.manifest)
 	return nil
 }
 

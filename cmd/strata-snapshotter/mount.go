@@ -53,7 +53,8 @@ func runServeMount(c *cli.Context) error {
 	defer disk.Close()
 	spec := snapshotter.MountSpec{Ref: c.String("ref"), Manifest: c.String("manifest"), Layer: c.Int("layer"), Dir: c.Args().First()}
 	logger := log.New(os.Stderr, "strata-snapshotter serve-mount: ", log.LstdFlags)
-	// Signals do not stop it: its mount does, whoever unmounts it.
+	// It ends when its mount is unmounted, by whoever. Killed, it leaves
+	// the mount dead (ENOTCONN) until serve mounts the snapshot anew.
 	return snapshotter.ServeDetached(c.Context, snapshotter.ServeOptions{Spec: spec, Cache: disk, Insecure: c.Bool("insecure"), Logger: logger})
 }
 
