@@ -21,12 +21,11 @@ import (
 // Detached mounts (Options.Detached). A remote snapshot's mount is served
 // by a process of its own, started in a session of its own when the pull
 // commits the image's top lazy layer (mountEarly), or else the first time
-// the snapshot's mounts name it: it opens the image's layers 0..n
-// (fetching and verifying their TOCs, which the snapshotter itself then
-// does not: it only resolves the image, for the pull's Prepares), mounts
-// them on the snapshot's directory as the in-process mount would, fetches
-// ahead for them, and ends once that mount is unmounted, by Remove or by
-// hand. The snapshotter's own process then holds no FUSE connection:
+// the snapshot's mounts name it: it opens the image's layers 0..n (their
+// TOCs from the cache, where the snapshotter puts them from the pull's
+// first Prepare on, without building their trees), mounts them on the
+// snapshot's directory as the in-process mount would, fetches ahead for
+// them, and ends once that mount is unmounted, by Remove or by hand. The snapshotter's own process then holds no FUSE connection:
 // stopping or restarting it (an upgrade, a crash) leaves running
 // containers their image, and a new process keeps the live mounts it
 // finds, detaching only those whose server is gone (ENOTCONN). Close
