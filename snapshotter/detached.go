@@ -14,7 +14,6 @@ import (
 
 	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/status"
-	"github.com/stratafs/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,15 +170,7 @@ func ServeDetached(ctx context.Context, o ServeOptions) error {
 	}
 	is := newImages(o.Cache, o.Insecure, true, detachedMemoryChunks)
 	defer is.close()
-	im, err := is.get(ctx, sp.Ref, sp.Manifest)
-	if err != nil {
-		return fmt.Errorf("snapshotter: %s: %w", sp.Ref, err)
-	}
-	layers, err := im.layers(ctx, sp.Layer)
-	if err != nil {
-		return fmt.Errorf("snapshotter: %s: %w", sp.Ref, err)
-	}
-	srv, err := unionfs.Mount(ctx, sp.Dir, layers, unionfs.WithOpenless(true), unionfs.WithLogger(o.Logger))
+	srv, im, err := is.mount(ctx, sp.Ref, sp.Manifest, sp.Layer, sp.Dir, o.Logger)
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", sp.Dir, err)
 	}

@@ -3,6 +3,7 @@ package snapshotter
 import (
 	"context"
 	"fmt"
+	"log"
 	"strings"
 
 	"github.com/containerd/containerd/mount"
@@ -99,15 +100,7 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 	if s.detached != nil {
 		return s.mountDetached(ctx, r)
 	}
-	im, err := s.images.get(ctx, r.ref, r.manifest)
-	if err != nil {
-		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
-	}
-	layers, err := im.layers(ctx, r.layer)
-	if err != nil {
-		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
-	}
-	srv, err := unionfs.Mount(ctx, r.dir, layers, unionfs.WithOpenless(true), unionfs.WithLogger(s.logger))
+	srv, im, err := s.images.mount(ctx, r.ref, r.manifest, r.layer, r.dir, s.logger)
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
@@ -122,4 +115,19 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 // top lower directory), until the function it returns is called.
 func (s *Snapshotter) publish(r *remoteSnapshot, im *image) func() {
 	return status.Start(s.logger, statusOf(r.ref, r.manifest, r.dir), im.collect(r.layer, s.images.disk))
+}
+
+// mount mounts layers 0..n of the image ref at manifest on dir,
+// read-only and open-less, and returns the image for its counters.
+func (is *images) mount(ctx context.Context, ref, manifest string, n int, dir string, logger *log.Logger) (*unionfs.Server, *image, error) {
+	im, err := is.get(ctx, ref, manifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	layers, err := im.layers(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := unionfs.Mount(ctx, dir, layers, unionfs.WithOpenless(true), unionfs.WithLogger(logger))
+	return srv, im, err
 }

@@ -172,23 +172,10 @@ func stopOnce(t *testing.T, n ctrNode) func() error {
 // container's writes stay in its own snapshot. Stopping the node leaves
 // nothing mounted or running.
 func TestStrataSnapshotterContainerd(t *testing.T) {
-	ensureContainerd(t)
-	bin, err := snapshotterBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, layerBytes, count := quickRegistry(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	dir := filepath.Join(t.TempDir(), "node")
-	n, err := peers.StartStrataNode(ctx, bin, dir)
-	stop := stopOnce(t, n)
-	if err != nil {
-		t.Fatalf("StartStrataNode: %v", err)
-	}
-	if err := n.Pull(ctx, ref); err != nil {
-		t.Fatalf("pull: %v", err)
-	}
+	ref, layerBytes, count := quickRegistry(t)
+	n, stop, dir := pulledStrataNode(t, ctx, ref)
 	runPrint(t, ctx, n, ref, "first")
 	// Read right after the first output: background prefetch may fetch
 	// more later, but what the first start needed must be a small part.
@@ -417,23 +404,10 @@ func TestBenchSuiteContainerd(t *testing.T) {
 // mount's process is killed; stopping the node leaves nothing mounted or
 // running.
 func TestSnapshotterRestartKeepsContainers(t *testing.T) {
-	ensureContainerd(t)
-	bin, err := snapshotterBin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _, _ := quickRegistry(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	dir := filepath.Join(t.TempDir(), "node")
-	n, err := peers.StartStrataNode(ctx, bin, dir, "--detached-mounts")
-	stop := stopOnce(t, n)
-	if err != nil {
-		t.Fatalf("StartStrataNode: %v", err)
-	}
-	if err := n.Pull(ctx, ref); err != nil {
-		t.Fatalf("pull: %v", err)
-	}
+	ref, _, _ := quickRegistry(t)
+	n, stop, dir := pulledStrataNode(t, ctx, ref, "--detached-mounts")
 	runPrint(t, ctx, n, ref, "first")
 	id := containerID(t, "kept")
 	ctr := func(args ...string) ([]byte, error) {
@@ -478,4 +452,26 @@ func TestSnapshotterRestartKeepsContainers(t *testing.T) {
 		t.Errorf("stopping the node: %v", err)
 	}
 	assertNothingLeft(t, dir)
+}
+
+// pulledStrataNode starts a node on strata's snapshotter (serve gets
+// serveArgs) in a directory of the test's, and pulls ref into it. It
+// returns the node, its Stop (a cleanup too), and its directory.
+func pulledStrataNode(t *testing.T, ctx context.Context, ref string, serveArgs ...string) (*peers.StrataNode, func() error, string) {
+	t.Helper()
+	ensureContainerd(t)
+	bin, err := snapshotterBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "node")
+	n, err := peers.StartStrataNode(ctx, bin, dir, serveArgs...)
+	stop := stopOnce(t, n)
+	if err != nil {
+		t.Fatalf("StartStrataNode: %v", err)
+	}
+	if err := n.Pull(ctx, ref); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	return n, stop, dir
 }

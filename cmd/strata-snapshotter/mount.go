@@ -6,13 +6,11 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 
 	"github.com/stratafs/strata/cache"
 	"github.com/stratafs/strata/lazy"
 	"github.com/stratafs/strata/snapshotter"
-	"github.com/stratafs/strata/status"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,14 +39,9 @@ func runServeMount(c *cli.Context) error {
 		return errors.New("serve-mount: want DIR")
 	}
 	go lazy.AdviseHugeHeap()
-	max, err := cache.ParseSize(c.String("cache-size"))
+	disk, err := openCache(c)
 	if err != nil {
-		return fmt.Errorf("serve-mount: --cache-size: %w", err)
-	}
-	disk, err := cache.Open(c.String("cache"), cache.WithMaxSize(max),
-		cache.WithVerifiedDir(filepath.Join(status.Dir(), "verified")))
-	if err != nil {
-		return fmt.Errorf("serve-mount: --cache: %w", err)
+		return fmt.Errorf("serve-mount: %w", err)
 	}
 	defer disk.Close()
 	spec := snapshotter.MountSpec{Ref: c.String("ref"), Manifest: c.String("manifest"), Layer: c.Int("layer"), Dir: c.Args().First()}
