@@ -115,40 +115,6 @@ func OpenImage(ctx context.Context, layers []ImageLayer, opts ...Option) ([]*Lay
 	return out, nil
 }
 
-// FetchTOCs fetches and verifies the TOC of each layer of an image, in
-// parallel, and keeps it in the chunk store (WithChunkStore) unless the
-// store has it, without building the layers' trees: for a process that
-// will not serve the layers itself, so that the one that does (a
-// snapshotter's detached mount) finds the TOCs there. It fails, naming
-// the layer, as OpenImage would.
-func FetchTOCs(ctx context.Context, layers []ImageLayer, opts ...Option) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(openParallel)
-	for i, il := range layers {
-		toc, err := TOCDigest(il.Annotations)
-		if err != nil {
-			return fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
-		}
-		var o options
-		for _, opt := range append(opts[:len(opts):len(opts)], WithName(il.Digest), withTOCOffset(tocOffset(il.Annotations))) {
-			if err := opt(&o); err != nil {
-				return err
-			}
-		}
-		o.setDefaults()
-		if storeHas(o.store, toc) {
-			continue
-		}
-		g.Go(func() error {
-			if _, err := loadTOC(gctx, il.Blob, toc, &o); err != nil {
-				return fmt.Errorf("layer %d (%s): %w", i, il.Digest, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
 // Opened is one layer of an image, opened the best way it allows: lazily
 // from its TOC, or, when the manifest announces none, by streaming its blob
 // (package lazy/stream: the blob is read once in the background, and a path

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	digest "github.com/opencontainers/go-digest"
 )
 
 func TestTOCDigestAnnotations(t *testing.T) {
@@ -81,65 +79,5 @@ func TestTOCPositionHint(t *testing.T) {
 				t.Errorf("tree: %v", err)
 			}
 		})
-	}
-}
-
-// TestFetchTOCs: FetchTOCs keeps each layer's verified TOC in the store,
-// so that a later OpenImage on the store reads nothing from the blobs; a
-// second FetchTOCs reads nothing either; a TOC that does not verify fails,
-// naming its layer, and is not kept.
-func TestFetchTOCs(t *testing.T) {
-	tarData := makeTar(t, fixture(rand.New(rand.NewPCG(53, 54))))
-	var layers []ImageLayer
-	var blobs []*memBlob
-	for i, f := range testFormats {
-		b := buildBlob(t, tarData, f.opts)
-		ann := map[string]string{AnnotationTOCDigest: b.annot.String()}
-		if f.opts.zstd {
-			ann = map[string]string{AnnotationZstdChunkedManifest: b.annot.String(), "io.github.containers.zstd-chunked.manifest-position": b.position}
-		}
-		mb := &memBlob{data: b.blob}
-		blobs = append(blobs, mb)
-		layers = append(layers, ImageLayer{Digest: fmt.Sprintf("sha256:l%d", i), Annotations: ann, Blob: mb})
-	}
-	store := NewMemoryStore(1 << 30)
-	if err := FetchTOCs(context.Background(), layers, WithChunkStore(store)); err != nil {
-		t.Fatal(err)
-	}
-	reads := func() (n int64) {
-		for _, b := range blobs {
-			n += b.reads.Load()
-		}
-		return n
-	}
-	before := reads()
-	if before == 0 {
-		t.Fatal("FetchTOCs read nothing")
-	}
-	if err := FetchTOCs(context.Background(), layers, WithChunkStore(store)); err != nil {
-		t.Fatal(err)
-	}
-	ls, err := OpenImage(context.Background(), layers, WithChunkStore(store))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range ls {
-		if _, err := l.lookup("dir/small"); err != nil {
-			t.Errorf("tree: %v", err)
-		}
-		l.Close()
-	}
-	if n := reads() - before; n != 0 {
-		t.Errorf("a second FetchTOCs and OpenImage read the blobs %d times, want 0", n)
-	}
-
-	bad := layers[0]
-	bad.Annotations = map[string]string{AnnotationTOCDigest: "sha256:" + strings.Repeat("0", 64)}
-	err = FetchTOCs(context.Background(), []ImageLayer{bad}, WithChunkStore(store))
-	if err == nil || !strings.Contains(err.Error(), "sha256:l0") {
-		t.Errorf("FetchTOCs of a layer whose TOC does not match: %v, want an error naming sha256:l0", err)
-	}
-	if store.Has(digest.Digest("sha256:" + strings.Repeat("0", 64))) {
-		t.Error("a TOC that does not verify was kept")
 	}
 }

@@ -133,10 +133,6 @@ func (im *image) load(ctx context.Context, is *images, ref, manifest string) err
 	if !is.serve {
 		im.openErr = errors.New("snapshotter: the image's layers are served by detached mounts")
 		close(im.opened) // no layers: layers fails, closeLayers has none to close
-		// Their TOCs, fetched and verified now, while containerd goes on
-		// with the pull, wait in the cache for the mount's process. A
-		// failure is that process's to report, when it fetches them again.
-		go lazy.FetchTOCs(is.ctx, ils, lazy.WithChunkStore(is.disk))
 		return nil
 	}
 	go func() {

@@ -100,7 +100,7 @@ func (s *Snapshotter) mountRemote(ctx context.Context, r *remoteSnapshot) error 
 	if s.detached != nil {
 		return s.mountDetached(ctx, r)
 	}
-	srv, im, err := s.images.mount(ctx, r.ref, r.manifest, r.layer, r.dir, s.logger)
+	srv, im, err := s.images.mount(ctx, r.ref, r.manifest, r.layer, func() (string, error) { return r.dir, nil }, s.logger)
 	if err != nil {
 		return fmt.Errorf("snapshotter: mount %s: %w", r.name, err)
 	}
@@ -117,9 +117,10 @@ func (s *Snapshotter) publish(r *remoteSnapshot, im *image) func() {
 	return status.Start(s.logger, statusOf(r.ref, r.manifest, r.dir), im.collect(r.layer, s.images.disk))
 }
 
-// mount mounts layers 0..n of the image ref at manifest on dir,
-// read-only and open-less, and returns the image for its counters.
-func (is *images) mount(ctx context.Context, ref, manifest string, n int, dir string, logger *log.Logger) (*unionfs.Server, *image, error) {
+// mount mounts layers 0..n of the image ref at manifest, read-only and
+// open-less, on the directory dir gives once they are open, and returns
+// the image for its counters.
+func (is *images) mount(ctx context.Context, ref, manifest string, n int, dir func() (string, error), logger *log.Logger) (*unionfs.Server, *image, error) {
 	im, err := is.get(ctx, ref, manifest)
 	if err != nil {
 		return nil, nil, err
@@ -128,6 +129,10 @@ func (is *images) mount(ctx context.Context, ref, manifest string, n int, dir st
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := unionfs.Mount(ctx, dir, layers, unionfs.WithOpenless(true), unionfs.WithLogger(logger))
+	d, err := dir()
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := unionfs.Mount(ctx, d, layers, unionfs.WithOpenless(true), unionfs.WithLogger(logger))
 	return srv, im, err
 }

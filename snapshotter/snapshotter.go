@@ -63,11 +63,13 @@ type Snapshotter struct {
 	images                *images
 	logger                *log.Logger
 	lock                  *os.File // holds the root's flock
+	root                  string
 	detached              func(MountSpec) *exec.Cmd
 
 	mu      sync.Mutex
 	remotes map[string]*remoteSnapshot // by snapshot name (chain ID)
 	byDir   map[string]*remoteSnapshot // by the snapshot's directory
+	pending map[string]*pendingMount   // detached mounts' processes waiting for their directory, by manifest digest
 }
 
 // remoteSnapshot is a committed snapshot that stands for layers 0..layer
@@ -115,6 +117,8 @@ func New(ctx context.Context, o Options) (*Snapshotter, error) {
 	s := &Snapshotter{
 		Snapshotter: inner,
 		lock:        lock,
+		root:        root,
+		pending:     map[string]*pendingMount{},
 		images:      newImages(o.Cache, o.Insecure, o.Detached == nil, memoryChunks),
 		detached:    o.Detached,
 		logger:      o.Logger,
@@ -322,6 +326,9 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, lab
 		// order of layers: unpacked as usual.
 		return errNotLazy
 	}
+	if s.detached != nil {
+		s.startPending(ref, manifest, im.lazyCount-1)
+	}
 	ms, err := s.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(labels))
 	if err != nil {
 		return err
@@ -393,6 +400,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		}
 		s.mu.Unlock()
 		if !used {
+			s.endPending(r.manifest)
 			s.images.drop(r.manifest) // its last snapshot is gone
 		}
 	}
@@ -435,6 +443,13 @@ func (s *Snapshotter) Close() error {
 		if err := r.unmount(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = map[string]*pendingMount{}
+	s.mu.Unlock()
+	for _, p := range pending {
+		p.stdin.Close() // it ends, with no directory to mount on
 	}
 	s.images.close()
 	errs = append(errs, s.Snapshotter.Close())

@@ -20,8 +20,8 @@ func serveMountCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "serve-mount",
 		Hidden:    true,
-		Usage:     "serve layers 0..N of an image, read-only, on DIR until it is unmounted (started by serve --detached-mounts)",
-		ArgsUsage: "DIR",
+		Usage:     "serve layers 0..N of an image, read-only, on DIR until it is unmounted (started by serve --detached-mounts); DIR - is read from stdin once the layers are open",
+		ArgsUsage: "DIR|-",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ref", Required: true, Usage: "the image's `REFERENCE`"},
 			&cli.StringFlag{Name: "manifest", Required: true, Usage: "its manifest `DIGEST`"},
@@ -45,10 +45,13 @@ func runServeMount(c *cli.Context) error {
 	}
 	defer disk.Close()
 	spec := snapshotter.MountSpec{Ref: c.String("ref"), Manifest: c.String("manifest"), Layer: c.Int("layer"), Dir: c.Args().First()}
+	if spec.Dir == "-" {
+		spec.Dir = ""
+	}
 	logger := log.New(os.Stderr, "strata-snapshotter serve-mount: ", log.LstdFlags)
 	// It ends when its mount is unmounted, by whoever. Killed, it leaves
 	// the mount dead (ENOTCONN) until serve mounts the snapshot anew.
-	return snapshotter.ServeDetached(c.Context, snapshotter.ServeOptions{Spec: spec, Cache: disk, Insecure: c.Bool("insecure"), Logger: logger})
+	return snapshotter.ServeDetached(c.Context, snapshotter.ServeOptions{Spec: spec, DirFrom: os.Stdin, Cache: disk, Insecure: c.Bool("insecure"), Logger: logger})
 }
 
 // detachedCommand returns how serve starts a detached mount's process:
@@ -63,7 +66,11 @@ func detachedCommand(c *cli.Context) (func(snapshotter.MountSpec) *exec.Cmd, err
 		base = append(base, "--insecure")
 	}
 	return func(sp snapshotter.MountSpec) *exec.Cmd {
-		args := append(append([]string(nil), base...), "--ref", sp.Ref, "--manifest", sp.Manifest, "--layer", strconv.Itoa(sp.Layer), sp.Dir)
+		dir := sp.Dir
+		if dir == "" {
+			dir = "-"
+		}
+		args := append(append([]string(nil), base...), "--ref", sp.Ref, "--manifest", sp.Manifest, "--layer", strconv.Itoa(sp.Layer), dir)
 		return exec.Command(exe, args...)
 	}, nil
 }
