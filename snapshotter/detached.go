@@ -118,7 +118,7 @@ func (s *Snapshotter) mountDetached(ctx context.Context, r *remoteSnapshot) erro
 type pendingMount struct {
 	layer  int
 	cmd    *exec.Cmd
-	stdin  io.WriteCloser // nil once given to the process's directory
+	stdin  io.WriteCloser // where it reads its directory; nil when its command line has it
 	exited chan error     // Wait's result
 	log    string
 }
@@ -158,13 +158,19 @@ func (s *Snapshotter) startDetached(spec MountSpec) (*pendingMount, error) {
 // process that will serve the mount of its top lazy layer (top): it
 // fetches the TOCs, opens the layers and starts fetching ahead while the
 // pull goes on, and mounts once mountDetached tells it the snapshot's
-// directory. Once per image; a failure is left to mountDetached, which
-// then starts a process of its own.
+// directory. Once per image, and not for one whose top snapshot is
+// committed already (a second pull's race); a failure is left to
+// mountDetached, which then starts a process of its own.
 func (s *Snapshotter) startPending(ref, manifest string, top int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pending[manifest] != nil {
 		return
+	}
+	for _, r := range s.remotes {
+		if r.manifest == manifest && r.layer == top {
+			return
+		}
 	}
 	p, err := s.startDetached(MountSpec{Ref: ref, Manifest: manifest, Layer: top})
 	if err != nil {
@@ -186,11 +192,11 @@ func (s *Snapshotter) endPending(manifest string) {
 	}
 }
 
-// mountEarly starts the detached mount of the remote snapshot name, the
-// image's top lazy layer, when the pull commits it: the mount's process
-// then starts and opens the layers while containerd goes on with the pull
-// and creates the container, whose Mounts waits for it (on r.mu) instead
-// of starting it. A failure is only logged: that Mounts tries again.
+// mountEarly makes the detached mount of the remote snapshot name, the
+// image's top lazy layer, when the pull commits it: the process the pull
+// started (startPending) is told the directory and mounts, while
+// containerd goes on and creates the container, whose Mounts waits for it
+// (on r.mu). A failure is only logged: that Mounts tries again.
 func (s *Snapshotter) mountEarly(name string) {
 	s.mu.Lock()
 	r := s.remotes[name]
