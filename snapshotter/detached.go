@@ -211,9 +211,9 @@ func (s *Snapshotter) mountEarly(name string) {
 	}()
 }
 
-// unmountDetached unmounts a detached mount; its process ends with it. A
-// mount something has open is detached.
-func unmountDetached(dir string) error {
+// unmountDir unmounts a remote snapshot's mount; a mount something has
+// open is detached.
+func unmountDir(dir string) error {
 	err := unix.Unmount(dir, 0)
 	if errors.Is(err, unix.EBUSY) {
 		err = unix.Unmount(dir, unix.MNT_DETACH)

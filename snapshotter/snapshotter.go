@@ -467,17 +467,13 @@ func (r *remoteSnapshot) unmount() error {
 	defer r.mu.Unlock()
 	if r.detached {
 		r.detached = false
-		return unmountDetached(r.dir)
+		return unmountDir(r.dir) // its process ends with the mount
 	}
 	if r.srv == nil {
 		return nil
 	}
-	err := unix.Unmount(r.dir, 0)
-	if errors.Is(err, unix.EBUSY) {
-		err = unix.Unmount(r.dir, unix.MNT_DETACH)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted
-		return fmt.Errorf("unmount %s: %w", r.dir, err)
+	if err := unmountDir(r.dir); err != nil {
+		return err
 	}
 	r.srv = nil
 	r.stopStatus()
