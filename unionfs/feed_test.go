@@ -141,6 +141,31 @@ func TestFeed(t *testing.T) {
 	}
 }
 
+// scanFed mounts a fresh layer of local files, waits for the listing's
+// feed, reads every file, and lists again: it returns what went wrong.
+// Only the big file and the one not local may reach strata, and the
+// second listing must feed nothing again.
+func scanFed(t *testing.T, newLayer func(bool) *feedLayer, readAll func(*testing.T, string, *feedLayer),
+	mountAndList func(*testing.T, *feedLayer) (string, *Server)) []string {
+	l := newLayer(true)
+	mnt, srv := mountAndList(t, l)
+	want := int64(len(l.files) - 2) // all but big and remote
+	waitFed(t, srv, l, want)
+	readAll(t, mnt, l)
+	var problems []string
+	if n := l.opens.Load(); n != 2 {
+		problems = append(problems, fmt.Sprintf("reads that reached strata after the feed: %d opens; want 2 (the big file and the one not local)", n))
+	}
+	if _, err := os.ReadDir(mnt); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := l.given.Load(); n != want {
+		problems = append(problems, fmt.Sprintf("after a second listing, %d files fed; want %d (each once)", n, want))
+	}
+	return problems
+}
+
 // mountAndList mounts l with opts and lists its root, which makes the
 // kernel look up every file.
 func mountAndList(t *testing.T, l *feedLayer, opts ...Option) (string, *Server) {
@@ -160,22 +185,23 @@ func mountAndList(t *testing.T, l *feedLayer, opts ...Option) (string, *Server) 
 func testFeed(t *testing.T, newLayer func(bool) *feedLayer, readAll func(*testing.T, string, *feedLayer),
 	mountAndList func(*testing.T, *feedLayer) (string, *Server)) {
 	t.Run("scanning", func(t *testing.T) {
-		l := newLayer(true)
-		mnt, srv := mountAndList(t, l)
-		want := int64(len(l.files) - 2) // all but big and remote
-		waitFed(t, srv, l, want)
-		readAll(t, mnt, l)
-		// big and remote: one open each, through strata.
-		if n := l.opens.Load(); n != 2 {
-			t.Errorf("reads that reached strata after the feed: %d opens; want 2 (the big file and the one not local)", n)
+		// Other packages' tests drop the kernel's caches (drop_caches)
+		// while `go test ./...` runs this one, which takes the fed pages
+		// and the looked-up inodes with them: the scan then reads through
+		// strata and the next listing feeds again. One such miss is
+		// retried on a fresh mount; a feed that does not work fails both.
+		var problems []string
+		for attempt := range 2 {
+			problems = scanFed(t, newLayer, readAll, mountAndList)
+			if len(problems) == 0 {
+				return
+			}
+			if attempt == 0 {
+				t.Logf("first attempt: %v; trying again on a fresh mount", problems)
+			}
 		}
-		// A second listing feeds nothing again.
-		if _, err := os.ReadDir(mnt); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-		if n := l.given.Load(); n != want {
-			t.Errorf("after a second listing, %d files fed; want %d (each once)", n, want)
+		for _, p := range problems {
+			t.Error(p)
 		}
 	})
 
