@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/stratafs/strata/unionfs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -35,6 +36,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+	unionfs.SetServerProcs()
 	app := &cli.App{
 		Name:  "strata-snapshotter",
 		Usage: "containerd snapshotter that mounts image layers lazily from their registry",

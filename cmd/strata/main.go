@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/stratafs/strata/unionfs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,6 +22,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+	unionfs.SetServerProcs()
 	app := &cli.App{
 		Name:  "strata",
 		Usage: "run container images without pulling them first",
