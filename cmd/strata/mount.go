@@ -92,11 +92,15 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	overlay, upper := c.Bool("kernel-overlay"), c.String("upper")
+	mounted := func() {}
 	if !overlay || upper == "" || c.String("record") != "" {
 		// A process that will serve a mount: its heap grows with the
-		// layers' trees and chunks. In the background, as it takes 5-20
-		// ms, while the image is resolved. A --kernel-overlay --upper
-		// mount only attaches an overlay to the image server's mount.
+		// layers' trees and chunks. No collections until it is mounted
+		// (see holdCollector); the advice in the background, as it takes
+		// 5-20 ms, while the image is resolved. A --kernel-overlay
+		// --upper mount only attaches an overlay to the image server's
+		// mount.
+		mounted = holdCollector()
 		go lazy.AdviseHugeHeap()
 	}
 	if c.String("workdir") != "" && (!overlay || upper == "") {
@@ -149,15 +153,16 @@ func runMount(c *cli.Context) error {
 	if p := c.String("heap-profile"); p != "" {
 		defer writeHeapProfile(logger, p) // before closeAll: what the mount held
 	}
-	return serve(ctx, c, logger, mnt, layers, what, collect)
+	return serve(ctx, c, logger, mnt, layers, what, collect, mounted)
 }
 
 // serve mounts the union and serves it until it is unmounted or ctx ends.
+// It calls mounted once the mount is up.
 // With --kernel-overlay the union is read-only and open-less; with --upper
 // too, it is mounted in a private directory and kernel overlayfs on mnt,
 // and strata stops when that is unmounted, by whoever. An image server
 // (--image-server) serves until no overlay uses its mount, and ignores ctx.
-func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect status.Collect) error {
+func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, layers []layer.Layer, what string, collect status.Collect, mounted func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	upper, overlay, server := c.String("upper"), c.Bool("kernel-overlay"), c.Bool("image-server")
@@ -197,6 +202,7 @@ func serve(ctx context.Context, c *cli.Context, logger *log.Logger, mnt string, 
 		}()
 	}
 	logger.Printf("mounted %s on %s", what, mnt)
+	mounted()
 	unused := make(chan struct{}) // an image server's unmount is done
 	if server {
 		if lock, err := holdServerLock(mnt); err != nil {
